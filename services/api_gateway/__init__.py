@@ -1,0 +1,1 @@
+"""api_gateway: the public compute API (stratus.compute.v1)."""

@@ -1,0 +1,150 @@
+"""Flavors: the sizes servers are built with.
+
+Rules: admins create and delete; everyone lists and reads public flavors,
+admins also private ones (another project's view of a private flavor is
+"not found", not "forbidden"). Names are unique; the database's unique
+constraint decides a race between two creates of the same name.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from services.api_gateway.models import FlavorRow
+from services.common import pagination
+from services.common.context import RequestContext
+from services.common.db import Database
+from services.common.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+
+TRAIT_PREFIX = "trait:"
+TRAIT_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,254}$")
+TRAIT_POLICIES = ("required", "forbidden")
+
+
+@dataclass(frozen=True)
+class NewFlavor:
+    name: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int = 0
+    extra_specs: dict[str, str] = field(default_factory=dict)
+    is_public: bool = True
+
+
+@dataclass(frozen=True)
+class Flavor(NewFlavor):
+    id: str = ""
+    created_at: datetime = datetime.min.replace(tzinfo=UTC)
+
+    @property
+    def required_traits(self) -> frozenset[str]:
+        return self._traits("required")
+
+    @property
+    def forbidden_traits(self) -> frozenset[str]:
+        return self._traits("forbidden")
+
+    def _traits(self, policy: str) -> frozenset[str]:
+        return frozenset(
+            key.removeprefix(TRAIT_PREFIX)
+            for key, value in self.extra_specs.items()
+            if key.startswith(TRAIT_PREFIX) and value == policy
+        )
+
+
+def check_extra_specs(extra_specs: dict[str, str]) -> None:
+    """Validate the namespaced keys Stratus acts on; other keys are free-form."""
+    violations = []
+    for key, value in sorted(extra_specs.items()):
+        if not key.startswith(TRAIT_PREFIX):
+            continue
+        where = f"flavor.extra_specs[{key!r}]"
+        if not TRAIT_NAME.match(key.removeprefix(TRAIT_PREFIX)):
+            violations.append(FieldViolation(where, "trait names are upper case letters, digits and _"))
+        if value not in TRAIT_POLICIES:
+            violations.append(FieldViolation(where, f"must be 'required' or 'forbidden', not {value!r}"))
+    if violations:
+        raise InvalidArgument(
+            "; ".join(f"{v.field}: {v.description}" for v in violations),
+            code="stratus.invalid_field",
+            field_violations=tuple(violations),
+        )
+
+
+def _from_row(row: FlavorRow) -> Flavor:
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    return Flavor(
+        id=row.id,
+        name=row.name,
+        vcpus=row.vcpus,
+        ram_mb=row.ram_mb,
+        disk_gb=row.disk_gb,
+        extra_specs=dict(row.extra_specs),
+        is_public=row.is_public,
+        created_at=created,
+    )
+
+
+class Flavors:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, ctx: RequestContext, new: NewFlavor) -> Flavor:
+        ctx.require_admin("creating a flavor")
+        check_extra_specs(new.extra_specs)
+        row = FlavorRow(
+            id=str(uuid.uuid4()),
+            name=new.name,
+            vcpus=new.vcpus,
+            ram_mb=new.ram_mb,
+            disk_gb=new.disk_gb,
+            extra_specs=dict(new.extra_specs),
+            is_public=new.is_public,
+            created_at=datetime.now(UTC),
+        )
+        try:
+            async with self._db.transaction() as session:
+                session.add(row)
+        except IntegrityError as exc:
+            raise AlreadyExists(
+                f"a flavor named {new.name!r} already exists; choose another name",
+                code="compute.flavor_exists",
+            ) from exc
+        return _from_row(row)
+
+    async def get(self, ctx: RequestContext, flavor_id: str) -> Flavor:
+        async with self._db.transaction() as session:
+            row = await session.get(FlavorRow, flavor_id)
+        if row is None or not (row.is_public or ctx.is_admin):
+            raise NotFound(f"flavor {flavor_id} does not exist", code="compute.flavor_not_found")
+        return _from_row(row)
+
+    async def list(
+        self, ctx: RequestContext, page_size: int, page_token: str
+    ) -> tuple[list[Flavor], str]:
+        """One page of flavors ordered by name, and the token of the next page."""
+        size = pagination.page_size(page_size)
+        after = pagination.decode_token(page_token, arity=1)
+        query = select(FlavorRow).order_by(FlavorRow.name).limit(size + 1)
+        if after is not None:
+            query = query.where(FlavorRow.name > after[0])
+        if not ctx.is_admin:
+            query = query.where(FlavorRow.is_public.is_(True))
+        async with self._db.transaction() as session:
+            rows = list((await session.scalars(query)).all())
+        page = [_from_row(row) for row in rows[:size]]
+        next_token = pagination.encode_token([page[-1].name]) if len(rows) > size else ""
+        return page, next_token
+
+    async def delete(self, ctx: RequestContext, flavor_id: str) -> None:
+        ctx.require_admin("deleting a flavor")
+        async with self._db.transaction() as session:
+            result = await session.execute(delete(FlavorRow).where(FlavorRow.id == flavor_id))
+        if result.rowcount == 0:
+            raise NotFound(f"flavor {flavor_id} does not exist", code="compute.flavor_not_found")

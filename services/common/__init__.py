@@ -1,0 +1,1 @@
+"""Plumbing every Stratus service needs; no domain logic lives here."""

@@ -1,0 +1,27 @@
+"""Shared body of every service's Alembic env.py.
+
+Migrations run on the connection the service hands over (see db.migrate).
+SQLite needs batch mode to alter tables, so it is always on.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import MetaData
+
+
+def run_migrations(target_metadata: MetaData) -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise SystemExit(
+            "run migrations through the service (they apply at start) or "
+            "`python tools/migrations.py`, which supplies the connection"
+        )
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()

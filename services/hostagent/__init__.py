@@ -1,0 +1,1 @@
+"""hostagent: the server operations of one compute host."""

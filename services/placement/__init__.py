@@ -1,0 +1,1 @@
+"""placement: resource providers, inventories, allocation candidates and claims."""

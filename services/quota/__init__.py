@@ -1,0 +1,1 @@
+"""quota: limits and usage per project."""

@@ -1,0 +1,4 @@
+from services.quota.app import QuotaApp
+from services.common.server import run
+
+run(QuotaApp())

@@ -1,0 +1,28 @@
+"""quota process.
+
+It serves the standard gRPC health and reflection services so the mesh can
+start and be checked as a whole; its own API (stratus.quota.v1) arrives with
+issue 5.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from services.common.config import ServiceSection, Settings
+
+
+class QuotaApp:
+    name = "quota"
+
+    def section(self, settings: Settings) -> ServiceSection:
+        return settings.quota
+
+    async def start(self, settings: Settings) -> None:
+        pass
+
+    def register(self, server: grpc.aio.Server) -> list[str]:
+        return []
+
+    async def stop(self) -> None:
+        pass

@@ -1,0 +1,1 @@
+"""scheduler: choosing hosts for servers."""
