@@ -33,6 +33,7 @@ from services.common.interceptors import fault_body
 log = logging.getLogger(__name__)
 
 _BODY_METHODS = ("post", "put", "patch")
+GUARD_MARKER = "x-stratus-fault"
 
 
 @dataclass(frozen=True)
@@ -178,8 +179,11 @@ class BodyGuard(ext_proc_grpc.ExternalProcessorServicer):
                 body=body.encode(),
                 headers=ext_proc.HeaderMutation(
                     set_headers=[
-                        base_pb2.HeaderValueOption(
-                            header=base_pb2.HeaderValue(key="content-type", raw_value=b"application/json")
+                        base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, raw_value=value))
+                        for key, value in (
+                            ("content-type", b"application/json"),
+                            # Tells the edge's local-reply rules this body is final.
+                            (GUARD_MARKER, b"body-guard"),
                         )
                     ]
                 ),

@@ -45,7 +45,7 @@ def fault_body(error: StratusError, status: grpc.StatusCode, request_id: str) ->
             {"field": v.field, "description": v.description} for v in error.field_violations
         ]
     # json.dumps escapes non-ASCII, which keeps the metadata value legal.
-    return json.dumps({"error": body})
+    return json.dumps({"error": body}, separators=(",", ":"))
 
 
 def _status_details(error: StratusError, status: grpc.StatusCode, request_id: str) -> bytes:
