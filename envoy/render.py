@@ -32,7 +32,9 @@ PACKAGE_OWNERS = {
 }
 _TYPE = "type.googleapis.com/envoy.extensions."
 EXT_PROC = "envoy.filters.http.ext_proc"
-EXT_PROC_DISABLED = {EXT_PROC: {"@type": _TYPE + "filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True}}
+EXT_PROC_DISABLED = {
+    EXT_PROC: {"@type": _TYPE + "filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True}
+}
 ROUTE_TIMEOUT = "30s"
 
 
@@ -45,8 +47,9 @@ def _path_regex(template: str) -> str:
     for part in re.split(r"(\{[^}]*\})", template):
         if part.startswith("{"):
             sub = part[1:-1].partition("=")[2] or "*"
-            pattern += "/".join("[^/]+" if s == "*" else ".+" if s == "**" else re.escape(s)
-                                for s in sub.split("/"))
+            pattern += "/".join(
+                "[^/]+" if s == "*" else ".+" if s == "**" else re.escape(s) for s in sub.split("/")
+            )
         else:
             pattern += re.escape(part)
     return f"^{pattern}$"
@@ -115,26 +118,39 @@ def render(descriptor: Path, listen: str, admin: str, upstreams: dict[str, str])
     routes = []
     for prefix, owner in PACKAGE_OWNERS.items():
         if owner in upstreams:
-            routes.append({
-                "match": {"prefix": "/" + prefix},
-                "route": {"cluster": owner, "timeout": ROUTE_TIMEOUT},
-                "typed_per_filter_config": EXT_PROC_DISABLED,
-            })
+            routes.append(
+                {
+                    "match": {"prefix": "/" + prefix},
+                    "route": {"cluster": owner, "timeout": ROUTE_TIMEOUT},
+                    "typed_per_filter_config": EXT_PROC_DISABLED,
+                }
+            )
     for method, regex, owner in bindings:
-        routes.append({
-            "match": {"safe_regex": {"regex": regex}, "headers": [{"name": ":method", "string_match": {"exact": method}}]},
-            "route": {"cluster": owner, "timeout": ROUTE_TIMEOUT},
-            "typed_per_filter_config": {EXT_PROC: {
-                "@type": _TYPE + "filters.http.ext_proc.v3.ExtProcPerRoute",
-                "overrides": {"grpc_service": {"envoy_grpc": {"cluster_name": owner}, "timeout": "2s"}},
-            }},
-        })
+        routes.append(
+            {
+                "match": {
+                    "safe_regex": {"regex": regex},
+                    "headers": [{"name": ":method", "string_match": {"exact": method}}],
+                },
+                "route": {"cluster": owner, "timeout": ROUTE_TIMEOUT},
+                "typed_per_filter_config": {
+                    EXT_PROC: {
+                        "@type": _TYPE + "filters.http.ext_proc.v3.ExtProcPerRoute",
+                        "overrides": {
+                            "grpc_service": {"envoy_grpc": {"cluster_name": owner}, "timeout": "2s"}
+                        },
+                    }
+                },
+            }
+        )
     # Everything else: the transcoder maps it or answers 404 before routing.
-    routes.append({
-        "match": {"prefix": "/"},
-        "route": {"cluster": "api_gateway", "timeout": ROUTE_TIMEOUT},
-        "typed_per_filter_config": EXT_PROC_DISABLED,
-    })
+    routes.append(
+        {
+            "match": {"prefix": "/"},
+            "route": {"cluster": "api_gateway", "timeout": ROUTE_TIMEOUT},
+            "typed_per_filter_config": EXT_PROC_DISABLED,
+        }
+    )
 
     http_filters = [
         {
@@ -180,7 +196,10 @@ def render(descriptor: Path, listen: str, admin: str, upstreams: dict[str, str])
                 },
             },
         },
-        {"name": "envoy.filters.http.router", "typed_config": {"@type": _TYPE + "filters.http.router.v3.Router"}},
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": _TYPE + "filters.http.router.v3.Router"},
+        },
     ]
 
     hcm = {
@@ -197,11 +216,22 @@ def render(descriptor: Path, listen: str, admin: str, upstreams: dict[str, str])
     return {
         "admin": {"address": _address(admin)},
         "static_resources": {
-            "listeners": [{
-                "name": "rest",
-                "address": _address(listen),
-                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
-            }],
+            "listeners": [
+                {
+                    "name": "rest",
+                    "address": _address(listen),
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": hcm,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
             "clusters": [_cluster(name, hostport) for name, hostport in sorted(upstreams.items())],
         },
     }

@@ -1,1 +1,1 @@
-"""Stratus services: api_gateway, placement, scheduler, quota, hostagent, and their shared plumbing."""
+"""Stratus services: api_gateway, placement, scheduler, quota, hostagent; common/ plumbing."""

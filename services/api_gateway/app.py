@@ -28,14 +28,20 @@ class ApiGatewayApp:
         return settings.api_gateway
 
     async def start(self, settings: Settings) -> None:
-        self.db = Database(resolve_url(settings.api_gateway.database_url, settings.state_dir, self.name))
+        self.db = Database(
+            resolve_url(settings.api_gateway.database_url, settings.state_dir, self.name)
+        )
         await self.db.migrate(MIGRATIONS)
 
     def register(self, server: grpc.aio.Server) -> list[str]:
         assert self.db is not None, "start() opens the database before register()"
-        flavors_pb2_grpc.add_FlavorServiceServicer_to_server(FlavorServicer(Flavors(self.db)), server)
+        flavors_pb2_grpc.add_FlavorServiceServicer_to_server(
+            FlavorServicer(Flavors(self.db)), server
+        )
         ext_proc_grpc.add_ExternalProcessorServicer_to_server(BodyGuard(PUBLIC_SERVICES), server)
-        return [s.full_name for s in PUBLIC_SERVICES] + ["envoy.service.ext_proc.v3.ExternalProcessor"]
+        return [s.full_name for s in PUBLIC_SERVICES] + [
+            "envoy.service.ext_proc.v3.ExternalProcessor"
+        ]
 
     async def stop(self) -> None:
         if self.db is not None:

@@ -37,10 +37,16 @@ class NewFlavor:
     is_public: bool = True
 
 
-@dataclass(frozen=True)
-class Flavor(NewFlavor):
-    id: str = ""
-    created_at: datetime = datetime.min.replace(tzinfo=UTC)
+@dataclass(frozen=True, kw_only=True)
+class Flavor:
+    id: str
+    name: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    extra_specs: dict[str, str]
+    is_public: bool
+    created_at: datetime
 
     @property
     def required_traits(self) -> frozenset[str]:
@@ -66,9 +72,13 @@ def check_extra_specs(extra_specs: dict[str, str]) -> None:
             continue
         where = f"flavor.extra_specs[{key!r}]"
         if not TRAIT_NAME.match(key.removeprefix(TRAIT_PREFIX)):
-            violations.append(FieldViolation(where, "trait names are upper case letters, digits and _"))
+            violations.append(
+                FieldViolation(where, "trait names are upper case letters, digits and _")
+            )
         if value not in TRAIT_POLICIES:
-            violations.append(FieldViolation(where, f"must be 'required' or 'forbidden', not {value!r}"))
+            violations.append(
+                FieldViolation(where, f"must be 'required' or 'forbidden', not {value!r}")
+            )
     if violations:
         raise InvalidArgument(
             "; ".join(f"{v.field}: {v.description}" for v in violations),

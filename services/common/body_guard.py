@@ -51,8 +51,9 @@ def _template_regex(template: str) -> re.Pattern[str]:
         if part.startswith("{"):
             _, _, sub = part[1:-1].partition("=")
             sub = sub or "*"
-            pattern += "/".join("[^/]+" if s == "*" else ".+" if s == "**" else re.escape(s)
-                                for s in sub.split("/"))
+            pattern += "/".join(
+                "[^/]+" if s == "*" else ".+" if s == "**" else re.escape(s) for s in sub.split("/")
+            )
         else:
             pattern += re.escape(part)
     return re.compile(f"^{pattern}$")
@@ -79,7 +80,9 @@ def body_rules(services: Iterable[ServiceDescriptor]) -> list[BodyRule]:
                     if field.message_type is None:
                         continue
                     body = field.message_type
-                rules.append(BodyRule(http_method.upper(), _template_regex(template), body, rule.body))
+                rules.append(
+                    BodyRule(http_method.upper(), _template_regex(template), body, rule.body)
+                )
     return rules
 
 
@@ -104,7 +107,9 @@ def _unknown_fields(value: object, descriptor: Descriptor, path: str) -> list[Fi
             value_field = field.message_type.fields_by_name["value"]
             if value_field.message_type is not None and isinstance(item, dict):
                 for map_key, map_value in item.items():
-                    found += _unknown_fields(map_value, value_field.message_type, f"{where}[{map_key!r}]")
+                    found += _unknown_fields(
+                        map_value, value_field.message_type, f"{where}[{map_key!r}]"
+                    )
         elif field.message_type is not None:
             items = item if field.is_repeated and isinstance(item, list) else [item]
             for index, element in enumerate(items):
@@ -121,9 +126,13 @@ def check_body(rule: BodyRule, body: bytes) -> StratusError | None:
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
-        return InvalidArgument(f"the request body is not valid JSON: {exc}", code="stratus.invalid_json")
+        return InvalidArgument(
+            f"the request body is not valid JSON: {exc}", code="stratus.invalid_json"
+        )
     if not isinstance(document, dict):
-        return InvalidArgument("the request body must be a JSON object", code="stratus.invalid_json")
+        return InvalidArgument(
+            "the request body must be a JSON object", code="stratus.invalid_json"
+        )
     unknown = _unknown_fields(document, rule.body, prefix)
     if unknown:
         return InvalidArgument(
@@ -168,7 +177,9 @@ class BodyGuard(ext_proc_grpc.ExternalProcessorServicer):
                 else:
                     yield self._reject(error, headers.get(REQUEST_ID_KEY, ""))
             else:
-                log.warning("body guard got an unexpected %s message; check Envoy's processing_mode", kind)
+                log.warning(
+                    "body guard got an unexpected %s message; check Envoy's processing_mode", kind
+                )
 
     @staticmethod
     def _reject(error: StratusError, request_id: str) -> ext_proc.ProcessingResponse:
@@ -179,7 +190,9 @@ class BodyGuard(ext_proc_grpc.ExternalProcessorServicer):
                 body=body.encode(),
                 headers=ext_proc.HeaderMutation(
                     set_headers=[
-                        base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, raw_value=value))
+                        base_pb2.HeaderValueOption(
+                            header=base_pb2.HeaderValue(key=key, raw_value=value)
+                        )
                         for key, value in (
                             ("content-type", b"application/json"),
                             # Tells the edge's local-reply rules this body is final.

@@ -53,23 +53,33 @@ class DatabaseSection(ServiceSection):
 
 
 class ApiGatewaySection(DatabaseSection):
-    listen: str = Field("127.0.0.1:8790", description=ServiceSection.model_fields["listen"].description)
+    listen: str = Field(
+        "127.0.0.1:8790", description=ServiceSection.model_fields["listen"].description
+    )
 
 
 class PlacementSection(ServiceSection):
-    listen: str = Field("127.0.0.1:8791", description=ServiceSection.model_fields["listen"].description)
+    listen: str = Field(
+        "127.0.0.1:8791", description=ServiceSection.model_fields["listen"].description
+    )
 
 
 class SchedulerSection(ServiceSection):
-    listen: str = Field("127.0.0.1:8792", description=ServiceSection.model_fields["listen"].description)
+    listen: str = Field(
+        "127.0.0.1:8792", description=ServiceSection.model_fields["listen"].description
+    )
 
 
 class QuotaSection(ServiceSection):
-    listen: str = Field("127.0.0.1:8793", description=ServiceSection.model_fields["listen"].description)
+    listen: str = Field(
+        "127.0.0.1:8793", description=ServiceSection.model_fields["listen"].description
+    )
 
 
 class HostAgentSection(ServiceSection):
-    listen: str = Field("127.0.0.1:8794", description=ServiceSection.model_fields["listen"].description)
+    listen: str = Field(
+        "127.0.0.1:8794", description=ServiceSection.model_fields["listen"].description
+    )
 
 
 class TelemetrySection(_Section):

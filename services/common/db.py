@@ -9,6 +9,8 @@ advisory lock makes concurrent replicas take turns.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +21,12 @@ from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from services.common.errors import Unavailable
 
@@ -36,7 +43,9 @@ def resolve_url(configured: str, state_dir: Path, service: str) -> str:
     if driver:
         url = url.set(drivername=driver)
     elif url.drivername not in _ASYNC_DRIVERS.values():
-        raise ValueError(f"unsupported database URL scheme {url.drivername!r}; use sqlite or postgresql")
+        raise ValueError(
+            f"unsupported database URL scheme {url.drivername!r}; use sqlite or postgresql"
+        )
     return url.render_as_string(hide_password=False)
 
 
@@ -65,20 +74,41 @@ def _upgrade(connection: Connection, migrations: Path) -> None:
     command.upgrade(config, "head")
 
 
+def _lock_exclusively(path: str) -> int:
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+# Alembic keeps its context in module globals: one migration per process at a time.
+_in_process = asyncio.Lock()
+
+
 async def migrate(engine: AsyncEngine, migrations: Path) -> None:
-    """Bring the schema to the newest revision, one replica at a time."""
-    async with engine.connect() as conn:
+    """Bring the schema to the newest revision, one replica at a time.
+
+    Replicas take turns through a PostgreSQL advisory lock, or on SQLite an
+    exclusive lock on a file beside the database.
+    """
+    async with _in_process, engine.connect() as conn:
         if engine.dialect.name == "postgresql":
-            lock_id = zlib.crc32(str(migrations.parent.name).encode())
+            lock_id = zlib.crc32(migrations.parent.name.encode())
             await conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
             try:
                 await conn.run_sync(_upgrade, migrations)
                 await conn.commit()
             finally:
                 await conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+                await conn.commit()
         else:
-            await conn.run_sync(_upgrade, migrations)
-            await conn.commit()
+            lock_fd = await asyncio.to_thread(
+                _lock_exclusively, f"{engine.url.database}.migrate-lock"
+            )
+            try:
+                await conn.run_sync(_upgrade, migrations)
+                await conn.commit()
+            finally:
+                os.close(lock_fd)
 
 
 class Database:
@@ -102,7 +132,7 @@ class Database:
         try:
             async with self._sessions() as session, session.begin():
                 yield session
-        except (OperationalError, ConnectionError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OperationalError, ConnectionError, OSError) as exc:
             raise Unavailable(
                 "the database is unavailable; nothing was changed, retry shortly",
                 code="stratus.database_unavailable",

@@ -113,7 +113,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("%s: unexpected error", method)
                 await abort_with(
                     context,
-                    Internal(f"internal error; quote request id {ctx.request_id} when reporting it"),
+                    Internal(
+                        f"internal error; quote request id {ctx.request_id} when reporting it"
+                    ),
                     ctx.request_id,
                 )
             finally:

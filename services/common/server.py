@@ -49,7 +49,11 @@ async def serve(app: ServiceApp, settings: Settings, stop_event: asyncio.Event) 
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = app.register(server)
     reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
         server,
     )
     try:
@@ -64,7 +68,9 @@ async def serve(app: ServiceApp, settings: Settings, stop_event: asyncio.Event) 
     log.info("%s serving on %s", app.name, section.listen)
 
     await stop_event.wait()
-    log.info("%s stopping: finishing in-flight calls (up to %ss)", app.name, section.shutdown_grace_s)
+    log.info(
+        "%s stopping: finishing in-flight calls (up to %ss)", app.name, section.shutdown_grace_s
+    )
     await health_servicer.enter_graceful_shutdown()
     await server.stop(section.shutdown_grace_s)
     await app.stop()

@@ -18,7 +18,9 @@ def setup_logging(service: str, level: str) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(_RequestIdFilter())
     handler.setFormatter(
-        logging.Formatter(f"%(asctime)s %(levelname)s {service} %(name)s [%(request_id)s] %(message)s")
+        logging.Formatter(
+            f"%(asctime)s %(levelname)s {service} %(name)s [%(request_id)s] %(message)s"
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

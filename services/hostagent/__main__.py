@@ -1,4 +1,4 @@
-from services.hostagent.app import HostAgentApp
 from services.common.server import run
+from services.hostagent.app import HostAgentApp
 
 run(HostAgentApp())

@@ -1,4 +1,4 @@
-from services.placement.app import PlacementApp
 from services.common.server import run
+from services.placement.app import PlacementApp
 
 run(PlacementApp())

@@ -1,4 +1,4 @@
-from services.quota.app import QuotaApp
 from services.common.server import run
+from services.quota.app import QuotaApp
 
 run(QuotaApp())

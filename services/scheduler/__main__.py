@@ -1,4 +1,4 @@
-from services.scheduler.app import SchedulerApp
 from services.common.server import run
+from services.scheduler.app import SchedulerApp
 
 run(SchedulerApp())

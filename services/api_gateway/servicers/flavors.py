@@ -45,7 +45,9 @@ class FlavorServicer(flavors_pb2_grpc.FlavorServiceServicer):
         return flavor_to_proto(await self._flavors.get(current(), request.id))
 
     async def ListFlavors(self, request, context):
-        page, next_token = await self._flavors.list(current(), request.page_size, request.page_token)
+        page, next_token = await self._flavors.list(
+            current(), request.page_size, request.page_token
+        )
         return flavors_pb2.ListFlavorsResponse(
             flavors=[flavor_to_proto(f) for f in page], next_page_token=next_token
         )

@@ -1,0 +1,45 @@
+# The two commands: `make run` (the whole mesh) and `make test` (the whole suite).
+# Both set themselves up: a virtualenv in .venv, dependencies, generated code.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Reinstall whenever pyproject.toml changes.
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PROTOS := $(shell find protos -name '*.proto')
+PYTEST_ARGS ?=
+
+.PHONY: run test lint gen venv clean config-reference
+
+run: gen
+	$(BIN)/python -m deploy.local.run
+
+test: lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: gen
+	cd protos && ../$(BIN)/buf lint ../gen/stratus.binpb --path stratus --config buf.yaml
+	$(BIN)/ruff check .
+
+gen: gen/stratus.binpb
+
+gen/stratus.binpb: $(STAMP) $(PROTOS) tools/gen_protos.py
+	$(BIN)/python tools/gen_protos.py
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Stratus needs Python 3.11"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# compat mode puts the repository root on sys.path, so services/ and deploy/ import from anywhere.
+	$(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	echo "$(CURDIR)/gen" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/stratus-gen.pth"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+config-reference: venv
+	$(BIN)/python -m services.common.config
+
+clean:
+	rm -rf $(VENV) gen

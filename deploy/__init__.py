@@ -1,0 +1,1 @@
+"""Ways to run Stratus: local/ runs the whole mesh on one machine."""

@@ -1,0 +1,191 @@
+"""The local mesh: where each part listens, how to start it, how to tell it is ready.
+
+Used by `make run` (run.py, through honcho) and by the test fixtures, which
+start the very same Procfile lines on free ports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+PROCFILE = Path(__file__).with_name("Procfile")
+DESCRIPTOR = ROOT / "gen" / "stratus.binpb"
+SERVICES = ("api_gateway", "placement", "scheduler", "quota", "hostagent")
+# The services Envoy routes REST or gRPC to.
+EDGE_UPSTREAMS = ("api_gateway", "placement", "quota")
+DEFAULT_PORT_BASE = 8780
+# Offsets from the port base; with the default base the services sit on the
+# ports services.common.config uses by default (api_gateway 8790, ...).
+PORT_OFFSETS = {
+    "envoy": 0,
+    "envoy_admin": 1,
+    "api_gateway": 10,
+    "placement": 11,
+    "scheduler": 12,
+    "quota": 13,
+    "hostagent": 14,
+    "etcd": 15,
+    "etcd_peer": 16,
+}
+
+DEFAULT_FLAVORS = (
+    {"name": "m1.tiny", "vcpus": 1, "ram_mb": 512, "disk_gb": 1},
+    {"name": "m1.small", "vcpus": 1, "ram_mb": 2048, "disk_gb": 20},
+    {"name": "m1.medium", "vcpus": 2, "ram_mb": 4096, "disk_gb": 40},
+    {"name": "m1.large", "vcpus": 4, "ram_mb": 8192, "disk_gb": 80},
+)
+ADMIN_HEADERS = {
+    "x-stratus-roles": "admin",
+    "x-stratus-project": "admin",
+    "x-stratus-user": "admin",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class MeshLayout:
+    state_dir: Path
+    ports: dict[str, int]
+    database_urls: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_port_base(cls, state_dir: Path, base: int = DEFAULT_PORT_BASE) -> MeshLayout:
+        return cls(state_dir.resolve(), {name: base + off for name, off in PORT_OFFSETS.items()})
+
+    @classmethod
+    def on_free_ports(cls, state_dir: Path) -> MeshLayout:
+        return cls(state_dir.resolve(), {name: free_port() for name in PORT_OFFSETS})
+
+    def address(self, name: str) -> str:
+        return f"127.0.0.1:{self.ports[name]}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.address('envoy')}"
+
+    def env(self) -> dict[str, str]:
+        """The environment the Procfile lines read."""
+        env = {
+            "STRATUS_STATE_DIR": str(self.state_dir),
+            "STRATUS_ETCD_ENDPOINTS": self.address("etcd"),
+            "STRATUS_LOCAL_ETCD_PEER": self.address("etcd_peer"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        for service in SERVICES:
+            env[f"STRATUS_{service.upper()}__LISTEN"] = self.address(service)
+        for service, url in self.database_urls.items():
+            env[f"STRATUS_{service.upper()}__DATABASE_URL"] = url
+        return env
+
+    def render_envoy(self) -> Path:
+        out = self.state_dir / "envoy.json"
+        cmd = [
+            sys.executable,
+            str(ROOT / "envoy" / "render.py"),
+            "--descriptor",
+            str(DESCRIPTOR),
+            "--out",
+            str(out),
+            "--listen",
+            self.address("envoy"),
+            "--admin",
+            self.address("envoy_admin"),
+        ]
+        for service in EDGE_UPSTREAMS:
+            cmd += ["--upstream", f"{service}={self.address(service)}"]
+        subprocess.run(cmd, check=True)
+        return out
+
+    def prepare(self) -> None:
+        if not DESCRIPTOR.exists():
+            raise SystemExit(f"{DESCRIPTOR} is missing: run `make gen` first")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.render_envoy()
+
+
+def process_env(layout: MeshLayout) -> dict[str, str]:
+    """The full environment for mesh processes: ours, with the venv's bin first on PATH."""
+    env = dict(os.environ)
+    env.update(layout.env())
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _grpc_serving(address: str) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def not_ready(layout: MeshLayout) -> list[str]:
+    """The parts that do not answer their health check yet."""
+    waiting = []
+    if not _http_ok(f"http://{layout.address('etcd')}/health"):
+        waiting.append("etcd")
+    if not _http_ok(f"http://{layout.address('envoy_admin')}/ready"):
+        waiting.append("envoy")
+    waiting += [s for s in SERVICES if not _grpc_serving(layout.address(s))]
+    return waiting
+
+
+def wait_ready(layout: MeshLayout, timeout: float = 60.0, alive=lambda: True) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = not_ready(layout)
+        if not waiting:
+            return
+        if not alive():
+            raise RuntimeError("a mesh process exited while starting; see its log above")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(waiting)}")
+        time.sleep(0.2)
+
+
+def seed_flavors(layout: MeshLayout) -> list[str]:
+    """Create the default flavors through the REST edge; existing ones are kept."""
+    created = []
+    for flavor in DEFAULT_FLAVORS:
+        request = urllib.request.Request(
+            f"{layout.rest_url}/v1/flavors",
+            data=json.dumps(flavor).encode(),
+            headers={"content-type": "application/json", **ADMIN_HEADERS},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10):
+                created.append(flavor["name"])
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409:  # 409: seeded by an earlier run
+                raise
+    return created

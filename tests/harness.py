@@ -1,0 +1,79 @@
+"""Run the local mesh for tests: the Procfile's own lines, on free ports.
+
+Each process gets its own session (process group) so stopping it stops
+everything it started; every process is stopped at the end, and its log is
+kept under the test's temporary directory for post-mortems.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+from honcho.environ import parse_procfile
+
+from deploy.local.mesh import PROCFILE, ROOT, MeshLayout, process_env, wait_ready
+
+ADMIN = {"x-stratus-roles": "admin", "x-stratus-project": "admin-project", "x-stratus-user": "root"}
+MEMBER = {"x-stratus-roles": "member", "x-stratus-project": "project-a", "x-stratus-user": "alice"}
+
+
+@dataclass
+class RunningMesh:
+    layout: MeshLayout
+    logs: Path
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start(self) -> None:
+        commands = dict(parse_procfile(PROCFILE.read_text()).processes)
+        self.layout.prepare()
+        env = process_env(self.layout)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        for name, cmd in commands.items():
+            with open(self.logs / f"{name}.log", "ab") as log:
+                self.processes[name] = subprocess.Popen(
+                    cmd,
+                    shell=True,
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        try:
+            wait_ready(self.layout, timeout=60, alive=self._all_alive)
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}\n{self.tail_logs()}") from exc
+
+    def _all_alive(self) -> bool:
+        return all(p.poll() is None for p in self.processes.values())
+
+    def stop(self) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def tail_logs(self, lines: int = 20) -> str:
+        out = []
+        for log in sorted(self.logs.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {log.name}\n" + "\n".join(tail))
+        return "\n".join(out)
+
+    def rest(self, headers: dict[str, str] | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.layout.rest_url, headers=headers or {}, timeout=10)
+
+    def channel(self, service: str = "api_gateway") -> grpc.Channel:
+        return grpc.insecure_channel(self.layout.address(service))
