@@ -28,8 +28,15 @@ class _Section(BaseModel):
     model_config = {"extra": "forbid"}
 
 
+_LISTEN_HELP = "host:port the service's gRPC server binds to."
+
+
+def _listen(port: int):
+    return Field(f"127.0.0.1:{port}", description=_LISTEN_HELP)
+
+
 class ServiceSection(_Section):
-    listen: str = Field(description="host:port the service's gRPC server binds to.")
+    listen: str = Field(description=_LISTEN_HELP)
     endpoint: str = Field(
         "", description="host:port other services dial to reach it; empty means `listen`."
     )
@@ -53,33 +60,23 @@ class DatabaseSection(ServiceSection):
 
 
 class ApiGatewaySection(DatabaseSection):
-    listen: str = Field(
-        "127.0.0.1:8790", description=ServiceSection.model_fields["listen"].description
-    )
+    listen: str = _listen(8790)
 
 
 class PlacementSection(ServiceSection):
-    listen: str = Field(
-        "127.0.0.1:8791", description=ServiceSection.model_fields["listen"].description
-    )
+    listen: str = _listen(8791)
 
 
 class SchedulerSection(ServiceSection):
-    listen: str = Field(
-        "127.0.0.1:8792", description=ServiceSection.model_fields["listen"].description
-    )
+    listen: str = _listen(8792)
 
 
 class QuotaSection(ServiceSection):
-    listen: str = Field(
-        "127.0.0.1:8793", description=ServiceSection.model_fields["listen"].description
-    )
+    listen: str = _listen(8793)
 
 
 class HostAgentSection(ServiceSection):
-    listen: str = Field(
-        "127.0.0.1:8794", description=ServiceSection.model_fields["listen"].description
-    )
+    listen: str = _listen(8794)
 
 
 class TelemetrySection(_Section):

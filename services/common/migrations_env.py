@@ -14,8 +14,8 @@ def run_migrations(target_metadata: MetaData) -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
         raise SystemExit(
-            "run migrations through the service (they apply at start) or "
-            "`python tools/migrations.py`, which supplies the connection"
+            "migrations apply when the service starts; to write a new one use "
+            "`python tools/new_migration.py SERVICE MESSAGE`"
         )
     context.configure(
         connection=connection,

@@ -87,3 +87,24 @@ def test_database_urls_get_async_drivers(tmp_path):
     assert resolve_url("", tmp_path, "x") == f"sqlite+aiosqlite:///{tmp_path.resolve()}/x.db"
     with pytest.raises(ValueError, match="mysql"):
         resolve_url("mysql://h/db", tmp_path, "x")
+
+
+def test_models_and_migrations_agree(database_url):
+    """A model changed without a migration (or the reverse) fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from services.api_gateway.models import Base
+
+    async def diff():
+        db = Database(database_url)
+        try:
+            await db.migrate(MIGRATIONS)
+            async with db.engine.connect() as conn:
+                return await conn.run_sync(
+                    lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata)
+                )
+        finally:
+            await db.close()
+
+    assert asyncio.run(diff()) == []
