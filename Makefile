@@ -32,9 +32,9 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Stratus needs Python 3.11"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# compat mode puts the repository root on sys.path, so services/ and deploy/ import from anywhere.
-	$(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
-	echo "$(CURDIR)/gen" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/stratus-gen.pth"
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# The repository root (services/, deploy/, tests/) and gen/ (generated code) on sys.path.
+	printf '%s\n' "$(CURDIR)" "$(CURDIR)/gen" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/stratus-dev.pth"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

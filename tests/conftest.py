@@ -78,7 +78,8 @@ def meshes(tmp_path_factory, postgres) -> Iterator[dict]:
             state = tmp_path_factory.mktemp(f"mesh-{kind}")
             layout = MeshLayout.on_free_ports(state / "state")
             if kind == "postgresql":
-                layout.database_urls["api_gateway"] = postgres.new()
+                for service in ("api_gateway", "placement"):
+                    layout.database_urls[service] = postgres.new()
             mesh = RunningMesh(layout, logs=state / "logs")
             mesh.start()
             started[kind] = mesh
@@ -91,7 +92,7 @@ def meshes(tmp_path_factory, postgres) -> Iterator[dict]:
 
 @pytest.fixture(scope="session", params=DB_KINDS)
 def mesh(request, meshes, postgres) -> RunningMesh:
-    """The whole mesh, once on SQLite and once with api_gateway on PostgreSQL."""
+    """The whole mesh, once on SQLite and once with its databases on PostgreSQL."""
     if request.param == "postgresql":
         postgres.require()
     return meshes(request.param)

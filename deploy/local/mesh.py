@@ -137,7 +137,7 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _grpc_serving(address: str) -> bool:
+def grpc_serving(address: str) -> bool:
     with grpc.insecure_channel(address) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
@@ -155,7 +155,7 @@ def not_ready(layout: MeshLayout) -> list[str]:
         waiting.append("etcd")
     if not _http_ok(f"http://{layout.address('envoy_admin')}/ready"):
         waiting.append("envoy")
-    waiting += [s for s in SERVICES if not _grpc_serving(layout.address(s))]
+    waiting += [s for s in SERVICES if not grpc_serving(layout.address(s))]
     return waiting
 
 

@@ -63,7 +63,7 @@ class ApiGatewaySection(DatabaseSection):
     listen: str = _listen(8790)
 
 
-class PlacementSection(ServiceSection):
+class PlacementSection(DatabaseSection):
     listen: str = _listen(8791)
 
 

@@ -20,6 +20,8 @@ USER_KEY = "x-stratus-user"
 ROLES_KEY = "x-stratus-roles"
 
 ADMIN_ROLE = "admin"
+# Stratus services calling each other (api_gateway, scheduler, host agents).
+SERVICE_ROLE = "service"
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,14 @@ class RequestContext:
             raise PermissionDenied(
                 f"{action} requires the admin role; ask an administrator",
                 code="stratus.admin_required",
+            )
+
+    def require_any_role(self, roles: Iterable[str], action: str) -> None:
+        wanted = frozenset(roles)
+        if not (self.roles & wanted):
+            raise PermissionDenied(
+                f"{action} requires one of the roles {', '.join(sorted(wanted))}",
+                code="stratus.role_required",
             )
 
     @classmethod

@@ -22,13 +22,14 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 
-from services.common.errors import Unavailable
+from services.common.errors import Conflict, Unavailable
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -50,6 +51,9 @@ def resolve_url(configured: str, state_dir: Path, service: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # We emit BEGIN ourselves (see _sqlite_begin), so writers can take the
+    # write lock up front instead of failing to upgrade a read snapshot.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets readers proceed during a write; the busy timeout queues writers
     # instead of failing them at once.
@@ -59,10 +63,19 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE_OPTION) else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+_WRITE_OPTION = "stratus_write"
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
@@ -111,6 +124,47 @@ async def migrate(engine: AsyncEngine, migrations: Path) -> None:
                 os.close(lock_fd)
 
 
+async def insert_missing(conn: AsyncConnection, table, rows: list[dict]) -> None:
+    """INSERT rows, skipping those whose primary key exists (no error, no abort)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    await conn.execute(insert(table).on_conflict_do_nothing(), rows)
+
+
+# PostgreSQL: deadlock detected, serialization failure. Both mean "a
+# concurrent transaction won"; the caller may retry.
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
+
+@asynccontextmanager
+async def _translated_errors() -> AsyncIterator[None]:
+    """Database failures as Stratus errors; the transaction is rolled back, so
+    nothing is half-written."""
+    try:
+        yield
+    except (TimeoutError, OperationalError, ConnectionError, OSError) as exc:
+        raise Unavailable(
+            "the database is unavailable or busy; nothing was changed, retry shortly",
+            code="stratus.database_unavailable",
+        ) from exc
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+            raise Conflict(
+                "a concurrent change won; nothing was changed, retry",
+                code="stratus.concurrent_update",
+            ) from exc
+        if exc.connection_invalidated:
+            raise Unavailable(
+                "the database connection was lost; nothing was changed, retry shortly",
+                code="stratus.database_unavailable",
+            ) from exc
+        raise
+
+
 class Database:
     """Engine plus session factory for one service."""
 
@@ -123,27 +177,26 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one transaction: committed on success, rolled back on error.
+        """An ORM session in one write transaction, committed on success."""
+        async with _translated_errors(), self._sessions() as session, session.begin():
+            # Procuring the connection with the option makes SQLite BEGIN IMMEDIATE.
+            await session.connection(execution_options={_WRITE_OPTION: True})
+            yield session
 
-        A lost connection becomes Unavailable (503 at the edge), so callers see
-        "retry later" rather than an internal error; nothing is half-written
-        because the transaction is rolled back.
-        """
-        try:
-            async with self._sessions() as session, session.begin():
-                yield session
-        except (TimeoutError, OperationalError, ConnectionError, OSError) as exc:
-            raise Unavailable(
-                "the database is unavailable; nothing was changed, retry shortly",
-                code="stratus.database_unavailable",
-            ) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise Unavailable(
-                    "the database connection was lost; nothing was changed, retry shortly",
-                    code="stratus.database_unavailable",
-                ) from exc
-            raise
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in one write transaction (the write lock taken up
+        front on SQLite), committed on success, rolled back on error."""
+        async with _translated_errors(), self.engine.connect() as conn:
+            conn = await conn.execution_options(**{_WRITE_OPTION: True})
+            async with conn.begin():
+                yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in one read transaction: a consistent snapshot."""
+        async with _translated_errors(), self.engine.connect() as conn, conn.begin():
+            yield conn
 
     async def close(self) -> None:
         await self.engine.dispose()

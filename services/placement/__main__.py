@@ -1,4 +1,4 @@
-from services.common.server import HealthOnlyApp, run
+from services.common.server import run
+from services.placement.app import PlacementApp
 
-# Health and reflection only until stratus.placement.v1 lands (issue 3).
-run(HealthOnlyApp("placement"))
+run(PlacementApp())

@@ -1,0 +1,308 @@
+"""Claims: who holds what, all or nothing, never beyond capacity.
+
+One write transaction per request (or per batch):
+  1. the consumer's generation is checked and bumped (a new consumer is
+     inserted; if it exists already, an identical retry is answered with
+     what it holds, anything else is a conflict);
+  2. every touched provider's generation is bumped, in id order, before any
+     inventory row: all writers lock providers then inventories in one order,
+     so concurrent writers queue instead of deadlocking;
+  3. the old allocations are released and the new ones taken, each by a
+     conditional UPDATE that matches only while the amount fits.
+If any step fails the transaction rolls back and nothing is left behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.common.db import Database
+from services.common.errors import Conflict, FieldViolation, InvalidArgument
+from services.placement.models import AllocationRow, ConsumerRow, InventoryRow, ProviderRow
+from services.placement.resources import Inventory, fits
+
+_consumers = ConsumerRow.__table__
+_allocations = AllocationRow.__table__
+_inventories = InventoryRow.__table__
+_providers = ProviderRow.__table__
+
+# provider uuid -> resource class -> amount
+Holdings = dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class ConsumerAllocations:
+    consumer_uuid: str
+    generation: int = 0
+    project_id: str = ""
+    user_id: str = ""
+    allocations: Holdings = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PutAllocations:
+    consumer_uuid: str
+    generation: int | None  # None: a new consumer
+    project_id: str
+    user_id: str
+    allocations: Holdings
+
+
+def _consumer_conflict(consumer_uuid: str, message: str) -> Conflict:
+    return Conflict(f"consumer {consumer_uuid}: {message}", code="placement.concurrent_update")
+
+
+async def read_consumer(conn: AsyncConnection, consumer_uuid: str) -> ConsumerAllocations | None:
+    row = (
+        await conn.execute(
+            select(_consumers.c.generation, _consumers.c.project_id, _consumers.c.user_id).where(
+                _consumers.c.uuid == consumer_uuid
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    held: Holdings = {}
+    rows = await conn.execute(
+        select(_providers.c.uuid, _allocations.c.resource_class, _allocations.c.used)
+        .join(_providers, _providers.c.id == _allocations.c.provider_id)
+        .where(_allocations.c.consumer_uuid == consumer_uuid)
+    )
+    for provider_uuid, resource_class, used in rows:
+        held.setdefault(provider_uuid, {})[resource_class] = used
+    return ConsumerAllocations(consumer_uuid, row.generation, row.project_id, row.user_id, held)
+
+
+async def _provider_ids(conn: AsyncConnection, wanted: Holdings) -> dict[str, int]:
+    if not wanted:
+        return {}
+    rows = await conn.execute(
+        select(_providers.c.uuid, _providers.c.id).where(_providers.c.uuid.in_(wanted))
+    )
+    ids = dict(rows.all())
+    missing = sorted(set(wanted) - ids.keys())
+    if missing:
+        raise InvalidArgument(
+            f"resource provider {', '.join(missing)} does not exist",
+            code="placement.provider_not_found",
+            field_violations=tuple(
+                FieldViolation("allocations.resource_provider_uuid", m) for m in missing
+            ),
+        )
+    return ids
+
+
+async def _explain_refusal(
+    conn: AsyncConnection, provider_uuid: str, provider_id: int, resource_class: str, amount: int
+) -> Exception:
+    """Why a conditional claim matched no row: a bad request, or no room."""
+    row = (
+        await conn.execute(
+            select(
+                *(
+                    _inventories.c[c]
+                    for c in (
+                        "resource_class",
+                        "total",
+                        "reserved",
+                        "min_unit",
+                        "max_unit",
+                        "step_size",
+                        "allocation_ratio",
+                        "used",
+                    )
+                )
+            ).where(
+                _inventories.c.provider_id == provider_id,
+                _inventories.c.resource_class == resource_class,
+            )
+        )
+    ).first()
+    where = f"{resource_class} on resource provider {provider_uuid}"
+    if row is None:
+        return InvalidArgument(
+            f"{where}: the provider has no such inventory", code="placement.inventory_not_found"
+        )
+    inventory = Inventory(*row)
+    if not (inventory.min_unit <= amount <= inventory.max_unit) or amount % inventory.step_size:
+        return InvalidArgument(
+            f"{where}: {amount} is not allowed; amounts go from {inventory.min_unit} to "
+            f"{inventory.max_unit} in steps of {inventory.step_size}",
+            code="placement.invalid_amount",
+        )
+    free = max(inventory.capacity - inventory.used, 0)
+    return Conflict(
+        f"{where}: asked {amount}, {free} of {inventory.capacity} free",
+        code="placement.insufficient_capacity",
+    )
+
+
+async def _write(conn: AsyncConnection, request: PutAllocations) -> ConsumerAllocations:
+    consumer = request.consumer_uuid
+    if request.generation is None:
+        dialect_insert = _dialect_insert(conn)
+        created = await conn.execute(
+            dialect_insert(_consumers)
+            .values(
+                uuid=consumer, project_id=request.project_id, user_id=request.user_id, generation=1
+            )
+            .on_conflict_do_nothing()
+        )
+        if created.rowcount == 0:
+            current = await read_consumer(conn, consumer)
+            if current and (current.allocations, current.project_id, current.user_id) == (
+                request.allocations,
+                request.project_id,
+                request.user_id,
+            ):
+                return current  # a retry of a claim that already took effect
+            generation = current.generation if current else "?"
+            raise _consumer_conflict(
+                consumer,
+                f"it exists already at generation {generation}; pass consumer_generation "
+                "to replace its allocations",
+            )
+        old: list[tuple[int, str, int]] = []
+        generation = 1
+    else:
+        changed = await conn.execute(
+            update(_consumers)
+            .where(_consumers.c.uuid == consumer, _consumers.c.generation == request.generation)
+            .values(
+                generation=_consumers.c.generation + 1,
+                project_id=request.project_id,
+                user_id=request.user_id,
+            )
+        )
+        if changed.rowcount == 0:
+            current = await conn.scalar(
+                select(_consumers.c.generation).where(_consumers.c.uuid == consumer)
+            )
+            raise _consumer_conflict(
+                consumer,
+                "it does not exist; omit consumer_generation to create it"
+                if current is None
+                else f"it is at generation {current}, not {request.generation}; "
+                "read it again and retry",
+            )
+        generation = request.generation + 1
+        old = [
+            tuple(r)
+            for r in await conn.execute(
+                select(
+                    _allocations.c.provider_id, _allocations.c.resource_class, _allocations.c.used
+                ).where(_allocations.c.consumer_uuid == consumer)
+            )
+        ]
+
+    ids = await _provider_ids(conn, request.allocations)
+    new = sorted(
+        (ids[provider_uuid], resource_class, amount)
+        for provider_uuid, resources in request.allocations.items()
+        for resource_class, amount in resources.items()
+    )
+    touched = sorted({pid for pid, _, _ in old} | {pid for pid, _, _ in new})
+    if touched:
+        await conn.execute(
+            update(_providers)
+            .where(_providers.c.id.in_(touched))
+            .values(generation=_providers.c.generation + 1)
+        )
+    for provider_id, resource_class, amount in sorted(old):
+        await conn.execute(
+            update(_inventories)
+            .where(
+                _inventories.c.provider_id == provider_id,
+                _inventories.c.resource_class == resource_class,
+            )
+            .values(used=_inventories.c.used - amount)
+        )
+    if old:
+        await conn.execute(delete(_allocations).where(_allocations.c.consumer_uuid == consumer))
+    uuids = {v: k for k, v in ids.items()}
+    for provider_id, resource_class, amount in new:
+        taken = await conn.execute(
+            update(_inventories)
+            .where(
+                _inventories.c.provider_id == provider_id,
+                _inventories.c.resource_class == resource_class,
+                fits(_inventories.c, amount),
+            )
+            .values(used=_inventories.c.used + amount)
+        )
+        if taken.rowcount == 0:
+            raise await _explain_refusal(
+                conn, uuids[provider_id], provider_id, resource_class, amount
+            )
+    if new:
+        await conn.execute(
+            insert(_allocations),
+            [
+                {"consumer_uuid": consumer, "provider_id": p, "resource_class": rc, "used": n}
+                for p, rc, n in new
+            ],
+        )
+        return ConsumerAllocations(
+            consumer, generation, request.project_id, request.user_id, request.allocations
+        )
+    # Nothing held any more: forget the consumer, as a delete would.
+    await conn.execute(delete(_consumers).where(_consumers.c.uuid == consumer))
+    return ConsumerAllocations(consumer)
+
+
+def _dialect_insert(conn: AsyncConnection):
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert
+
+
+class Allocations:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def put(self, request: PutAllocations) -> ConsumerAllocations:
+        async with self._db.write() as conn:
+            return await _write(conn, request)
+
+    async def put_many(self, requests: list[PutAllocations]) -> list[ConsumerAllocations]:
+        consumers = [r.consumer_uuid for r in requests]
+        if len(set(consumers)) != len(consumers):
+            raise InvalidArgument(
+                "each consumer may appear once in a batch", code="placement.duplicate_consumer"
+            )
+        async with self._db.write() as conn:
+            return [await _write(conn, request) for request in requests]
+
+    async def get(self, consumer_uuid: str) -> ConsumerAllocations:
+        async with self._db.read() as conn:
+            return await read_consumer(conn, consumer_uuid) or ConsumerAllocations(consumer_uuid)
+
+    async def delete(self, consumer_uuid: str, generation: int | None) -> None:
+        """Release everything the consumer holds. A missing consumer is already deleted."""
+        async with self._db.write() as conn:
+            current = await conn.scalar(
+                select(_consumers.c.generation).where(_consumers.c.uuid == consumer_uuid)
+            )
+            if current is None:
+                return
+            if generation is not None and generation != current:
+                raise _consumer_conflict(
+                    consumer_uuid,
+                    f"it is at generation {current}, not {generation}; read it again and retry",
+                )
+            await _write(conn, PutAllocations(consumer_uuid, current, "", "", {}))
+
+    async def project_usages(self, project_id: str) -> dict[str, int]:
+        async with self._db.read() as conn:
+            rows = await conn.execute(
+                select(_allocations.c.resource_class, func.sum(_allocations.c.used))
+                .join(_consumers, _consumers.c.uuid == _allocations.c.consumer_uuid)
+                .where(_consumers.c.project_id == project_id)
+                .group_by(_allocations.c.resource_class)
+            )
+            return {rc: int(total) for rc, total in rows}

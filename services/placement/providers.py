@@ -1,0 +1,273 @@
+"""Resource providers: identity, trees, and the generation every write checks.
+
+A provider belongs to one tree; ``root_id`` is stored on every provider so
+tree queries are one indexed lookup. Re-parenting moves the whole subtree,
+and a provider can never become its own ancestor.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, exists, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
+
+from services.common import pagination
+from services.common.db import Database
+from services.common.errors import (
+    AlreadyExists,
+    Conflict,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
+from services.placement.models import (
+    AllocationRow,
+    InventoryRow,
+    ProviderAggregateRow,
+    ProviderRow,
+    ProviderTraitRow,
+)
+from services.placement.resources import fits, parse_resources
+
+providers = ProviderRow.__table__
+
+
+@dataclass(frozen=True)
+class Provider:
+    id: int
+    uuid: str
+    name: str
+    generation: int
+    parent_uuid: str
+    root_uuid: str
+
+
+@dataclass(frozen=True)
+class ProviderFilter:
+    name: str = ""
+    uuid: str = ""
+    member_of: tuple[str, ...] = ()
+    in_tree: str = ""
+    required_traits: tuple[str, ...] = ()
+    resources: str = ""
+
+
+def _select_providers():
+    parent, root = aliased(ProviderRow), aliased(ProviderRow)
+    return (
+        select(
+            ProviderRow.id,
+            ProviderRow.uuid,
+            ProviderRow.name,
+            ProviderRow.generation,
+            func.coalesce(parent.uuid, "").label("parent_uuid"),
+            root.uuid.label("root_uuid"),
+        )
+        .outerjoin(parent, parent.id == ProviderRow.parent_id)
+        .join(root, root.id == ProviderRow.root_id)
+    )
+
+
+def not_found(provider_uuid: str) -> NotFound:
+    return NotFound(
+        f"resource provider {provider_uuid} does not exist", code="placement.provider_not_found"
+    )
+
+
+async def load_provider(conn: AsyncConnection, provider_uuid: str) -> Provider:
+    row = (await conn.execute(_select_providers().where(ProviderRow.uuid == provider_uuid))).first()
+    if row is None:
+        raise not_found(provider_uuid)
+    return Provider(*row)
+
+
+async def bump_generation(conn: AsyncConnection, provider: Provider, expected: int) -> int:
+    """Take the provider's next generation, if it is still at `expected`."""
+    result = await conn.execute(
+        update(providers)
+        .where(providers.c.id == provider.id, providers.c.generation == expected)
+        .values(generation=providers.c.generation + 1)
+    )
+    if result.rowcount == 0:
+        current = await conn.scalar(
+            select(providers.c.generation).where(providers.c.id == provider.id)
+        )
+        raise Conflict(
+            f"resource provider {provider.uuid} is at generation {current}, not {expected}: "
+            "it changed since you read it; read it again and retry",
+            code="placement.concurrent_update",
+        )
+    return expected + 1
+
+
+class ResourceProviders:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, name: str, provider_uuid: str = "", parent_uuid: str = "") -> Provider:
+        provider_uuid = provider_uuid or str(uuidlib.uuid4())
+        try:
+            async with self._db.write() as conn:
+                parent = await self._parent(conn, parent_uuid) if parent_uuid else None
+                new_id = (
+                    await conn.execute(
+                        insert(providers)
+                        .values(
+                            uuid=provider_uuid,
+                            name=name,
+                            generation=0,
+                            parent_id=parent.id if parent else None,
+                            root_id=0,
+                            created_at=datetime.now(UTC),
+                        )
+                        .returning(providers.c.id)
+                    )
+                ).scalar_one()
+                root_id = (
+                    await conn.scalar(
+                        select(providers.c.root_id).where(providers.c.uuid == parent.uuid)
+                    )
+                    if parent
+                    else new_id
+                )
+                await conn.execute(
+                    update(providers).where(providers.c.id == new_id).values(root_id=root_id)
+                )
+                return await load_provider(conn, provider_uuid)
+        except IntegrityError as exc:
+            raise AlreadyExists(
+                f"a resource provider named {name!r} or with uuid {provider_uuid} already exists",
+                code="placement.provider_exists",
+            ) from exc
+
+    async def _parent(self, conn: AsyncConnection, parent_uuid: str) -> Provider:
+        try:
+            return await load_provider(conn, parent_uuid)
+        except NotFound:
+            raise InvalidArgument(
+                f"parent provider {parent_uuid} does not exist",
+                code="placement.parent_not_found",
+                field_violations=(FieldViolation("parent_uuid", "no such provider"),),
+            ) from None
+
+    async def get(self, provider_uuid: str) -> Provider:
+        async with self._db.read() as conn:
+            return await load_provider(conn, provider_uuid)
+
+    async def list(
+        self, wanted: ProviderFilter, page_size: int, page_token: str
+    ) -> tuple[list[Provider], str]:
+        size = pagination.page_size(page_size)
+        after = pagination.decode_token(page_token, arity=1)
+        query = _select_providers().order_by(ProviderRow.id).limit(size + 1)
+        if after is not None:
+            query = query.where(ProviderRow.id > after[0])
+        if wanted.name:
+            query = query.where(ProviderRow.name == wanted.name)
+        if wanted.uuid:
+            query = query.where(ProviderRow.uuid == wanted.uuid)
+        if wanted.member_of:
+            query = query.where(
+                exists().where(
+                    ProviderAggregateRow.provider_id == ProviderRow.id,
+                    ProviderAggregateRow.aggregate_uuid.in_(wanted.member_of),
+                )
+            )
+        for trait in wanted.required_traits:
+            query = query.where(
+                exists().where(
+                    ProviderTraitRow.provider_id == ProviderRow.id, ProviderTraitRow.trait == trait
+                )
+            )
+        for resource_class, amount in parse_resources(wanted.resources, "resources").items():
+            query = query.where(
+                exists().where(
+                    InventoryRow.provider_id == ProviderRow.id,
+                    InventoryRow.resource_class == resource_class,
+                    fits(InventoryRow, amount),
+                )
+            )
+        async with self._db.read() as conn:
+            if wanted.in_tree:
+                root = await conn.scalar(
+                    select(providers.c.root_id).where(providers.c.uuid == wanted.in_tree)
+                )
+                if root is None:
+                    raise not_found(wanted.in_tree)
+                query = query.where(ProviderRow.root_id == root)
+            rows = (await conn.execute(query)).all()
+        page = [Provider(*row) for row in rows[:size]]
+        return page, pagination.encode_token([page[-1].id]) if len(rows) > size else ""
+
+    async def update(
+        self, provider_uuid: str, generation: int, name: str, parent_uuid: str
+    ) -> Provider:
+        try:
+            async with self._db.write() as conn:
+                provider = await load_provider(conn, provider_uuid)
+                await bump_generation(conn, provider, generation)
+                values: dict = {"name": name}
+                if parent_uuid != provider.parent_uuid:
+                    values.update(await self._reparent(conn, provider, parent_uuid))
+                await conn.execute(
+                    update(providers).where(providers.c.id == provider.id).values(**values)
+                )
+                return await load_provider(conn, provider_uuid)
+        except IntegrityError as exc:
+            raise AlreadyExists(
+                f"a resource provider named {name!r} already exists",
+                code="placement.provider_exists",
+            ) from exc
+
+    async def _reparent(self, conn: AsyncConnection, provider: Provider, parent_uuid: str) -> dict:
+        subtree = await self._subtree(conn, provider.id)
+        if parent_uuid:
+            parent = await self._parent(conn, parent_uuid)
+            if parent.id in subtree:
+                raise InvalidArgument(
+                    f"provider {parent_uuid} is {provider.uuid} or one of its descendants; "
+                    "a provider cannot be its own ancestor",
+                    code="placement.provider_cycle",
+                )
+            root_id = await conn.scalar(
+                select(providers.c.root_id).where(providers.c.id == parent.id)
+            )
+        else:
+            parent, root_id = None, provider.id
+        await conn.execute(
+            update(providers).where(providers.c.id.in_(subtree)).values(root_id=root_id)
+        )
+        return {"parent_id": parent.id if parent else None}
+
+    async def _subtree(self, conn: AsyncConnection, provider_id: int) -> set[int]:
+        found, frontier = {provider_id}, [provider_id]
+        while frontier:
+            frontier = list(
+                await conn.scalars(
+                    select(providers.c.id).where(providers.c.parent_id.in_(frontier))
+                )
+            )
+            found.update(frontier)
+        return found
+
+    async def delete(self, provider_uuid: str) -> None:
+        async with self._db.write() as conn:
+            provider = await load_provider(conn, provider_uuid)
+            if await conn.scalar(select(exists().where(ProviderRow.parent_id == provider.id))):
+                raise Conflict(
+                    f"resource provider {provider_uuid} has children; delete them first",
+                    code="placement.provider_has_children",
+                )
+            if await conn.scalar(select(exists().where(AllocationRow.provider_id == provider.id))):
+                raise Conflict(
+                    f"resource provider {provider_uuid} has allocations; release them first",
+                    code="placement.provider_in_use",
+                )
+            for table in (InventoryRow, ProviderTraitRow, ProviderAggregateRow):
+                await conn.execute(table.__table__.delete().where(table.provider_id == provider.id))
+            await conn.execute(providers.delete().where(and_(providers.c.id == provider.id)))

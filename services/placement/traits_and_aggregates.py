@@ -1,0 +1,111 @@
+"""A provider's traits and aggregates (sets it is replaced whole), its usages
+and the allocations held on it."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.common.db import Database
+from services.common.errors import FieldViolation, InvalidArgument
+from services.placement.catalog import ensure_traits
+from services.placement.models import (
+    AllocationRow,
+    InventoryRow,
+    ProviderAggregateRow,
+    ProviderTraitRow,
+)
+from services.placement.providers import Provider, bump_generation, load_provider
+
+_traits = ProviderTraitRow.__table__
+_aggregates = ProviderAggregateRow.__table__
+
+
+async def _members(conn: AsyncConnection, table, column: str, provider_id: int) -> list[str]:
+    rows = await conn.scalars(
+        select(table.c[column]).where(table.c.provider_id == provider_id).order_by(table.c[column])
+    )
+    return list(rows)
+
+
+def _unique(values: list[str], field: str) -> list[str]:
+    if len(set(values)) != len(values):
+        raise InvalidArgument(
+            f"{field} lists a value twice",
+            code="placement.duplicate_value",
+            field_violations=(FieldViolation(field, "values must be unique"),),
+        )
+    return sorted(values)
+
+
+class ProviderSets:
+    """Traits and aggregates: read whole, replaced whole, generation-checked."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get_traits(self, provider_uuid: str) -> tuple[Provider, list[str]]:
+        async with self._db.read() as conn:
+            provider = await load_provider(conn, provider_uuid)
+            return provider, await _members(conn, _traits, "trait", provider.id)
+
+    async def set_traits(
+        self, provider_uuid: str, generation: int, traits: list[str]
+    ) -> tuple[int, list[str]]:
+        traits = _unique(traits, "traits")
+        async with self._db.write() as conn:
+            provider = await load_provider(conn, provider_uuid)
+            await ensure_traits(conn, traits, "traits")
+            new_generation = await bump_generation(conn, provider, generation)
+            await self._replace(conn, _traits, "trait", provider.id, traits)
+            return new_generation, traits
+
+    async def get_aggregates(self, provider_uuid: str) -> tuple[Provider, list[str]]:
+        async with self._db.read() as conn:
+            provider = await load_provider(conn, provider_uuid)
+            return provider, await _members(conn, _aggregates, "aggregate_uuid", provider.id)
+
+    async def set_aggregates(
+        self, provider_uuid: str, generation: int, aggregates: list[str]
+    ) -> tuple[int, list[str]]:
+        aggregates = _unique(aggregates, "aggregates")
+        async with self._db.write() as conn:
+            provider = await load_provider(conn, provider_uuid)
+            new_generation = await bump_generation(conn, provider, generation)
+            await self._replace(conn, _aggregates, "aggregate_uuid", provider.id, aggregates)
+            return new_generation, aggregates
+
+    @staticmethod
+    async def _replace(
+        conn: AsyncConnection, table, column: str, provider_id: int, values: list[str]
+    ) -> None:
+        await conn.execute(delete(table).where(table.c.provider_id == provider_id))
+        if values:
+            await conn.execute(
+                insert(table), [{"provider_id": provider_id, column: v} for v in values]
+            )
+
+    async def usages(self, provider_uuid: str) -> tuple[Provider, dict[str, int]]:
+        async with self._db.read() as conn:
+            provider = await load_provider(conn, provider_uuid)
+            rows = await conn.execute(
+                select(InventoryRow.resource_class, InventoryRow.used).where(
+                    InventoryRow.provider_id == provider.id
+                )
+            )
+            return provider, dict(rows.all())
+
+    async def allocations(self, provider_uuid: str) -> tuple[Provider, dict[str, dict[str, int]]]:
+        async with self._db.read() as conn:
+            provider = await load_provider(conn, provider_uuid)
+            rows = await conn.execute(
+                select(
+                    AllocationRow.consumer_uuid, AllocationRow.resource_class, AllocationRow.used
+                )
+                .where(AllocationRow.provider_id == provider.id)
+                .order_by(AllocationRow.consumer_uuid)
+            )
+            held: dict[str, dict[str, int]] = {}
+            for consumer, resource_class, used in rows:
+                held.setdefault(consumer, {})[resource_class] = used
+            return provider, held
