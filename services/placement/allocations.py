@@ -1,6 +1,6 @@
 """Claims: who holds what, all or nothing, never beyond capacity.
 
-One write transaction per request (or per batch):
+One write transaction per request (or per batch, as one net change):
   1. the consumer's generation is checked and bumped (a new consumer is
      inserted; if it exists already, an identical retry is answered with
      what it holds, anything else is a conflict);
@@ -140,12 +140,20 @@ async def _explain_refusal(
     )
 
 
-async def _write(conn: AsyncConnection, request: PutAllocations) -> ConsumerAllocations:
+@dataclass
+class _Prepared:
+    request: PutAllocations
+    generation: int
+    old: list[tuple[int, str, int]]  # (provider id, class, amount) held before
+    answer: ConsumerAllocations | None = None  # set when nothing is left to do
+
+
+async def _prepare(conn: AsyncConnection, request: PutAllocations) -> _Prepared:
+    """Check and take the consumer's next generation; read what it holds now."""
     consumer = request.consumer_uuid
     if request.generation is None:
-        dialect_insert = _dialect_insert(conn)
         created = await conn.execute(
-            dialect_insert(_consumers)
+            _dialect_insert(conn)(_consumers)
             .values(
                 uuid=consumer, project_id=request.project_id, user_id=request.user_id, generation=1
             )
@@ -158,60 +166,73 @@ async def _write(conn: AsyncConnection, request: PutAllocations) -> ConsumerAllo
                 request.project_id,
                 request.user_id,
             ):
-                return current  # a retry of a claim that already took effect
+                return _Prepared(request, current.generation, [], answer=current)  # a retry
             generation = current.generation if current else "?"
             raise _consumer_conflict(
                 consumer,
                 f"it exists already at generation {generation}; pass consumer_generation "
                 "to replace its allocations",
             )
-        old: list[tuple[int, str, int]] = []
-        generation = 1
-    else:
-        changed = await conn.execute(
-            update(_consumers)
-            .where(_consumers.c.uuid == consumer, _consumers.c.generation == request.generation)
-            .values(
-                generation=_consumers.c.generation + 1,
-                project_id=request.project_id,
-                user_id=request.user_id,
-            )
+        return _Prepared(request, 1, [])
+    changed = await conn.execute(
+        update(_consumers)
+        .where(_consumers.c.uuid == consumer, _consumers.c.generation == request.generation)
+        .values(
+            generation=_consumers.c.generation + 1,
+            project_id=request.project_id,
+            user_id=request.user_id,
         )
-        if changed.rowcount == 0:
-            current = await conn.scalar(
-                select(_consumers.c.generation).where(_consumers.c.uuid == consumer)
-            )
-            raise _consumer_conflict(
-                consumer,
-                "it does not exist; omit consumer_generation to create it"
-                if current is None
-                else f"it is at generation {current}, not {request.generation}; "
-                "read it again and retry",
-            )
-        generation = request.generation + 1
-        old = [
-            tuple(r)
-            for r in await conn.execute(
-                select(
-                    _allocations.c.provider_id, _allocations.c.resource_class, _allocations.c.used
-                ).where(_allocations.c.consumer_uuid == consumer)
-            )
-        ]
+    )
+    if changed.rowcount == 0:
+        current = await conn.scalar(
+            select(_consumers.c.generation).where(_consumers.c.uuid == consumer)
+        )
+        raise _consumer_conflict(
+            consumer,
+            "it does not exist; omit consumer_generation to create it"
+            if current is None
+            else f"it is at generation {current}, not {request.generation}; "
+            "read it again and retry",
+        )
+    old = [
+        tuple(r)
+        for r in await conn.execute(
+            select(
+                _allocations.c.provider_id, _allocations.c.resource_class, _allocations.c.used
+            ).where(_allocations.c.consumer_uuid == consumer)
+        )
+    ]
+    return _Prepared(request, request.generation + 1, old)
 
-    ids = await _provider_ids(conn, request.allocations)
+
+async def _write_all(
+    conn: AsyncConnection, requests: list[PutAllocations]
+) -> list[ConsumerAllocations]:
+    """Write every request's allocations as one net change: all that the
+    consumers held is released first, then all they ask for is taken."""
+    prepared = [await _prepare(conn, request) for request in requests]
+    pending = [p for p in prepared if p.answer is None]
+    wanted: Holdings = {}
+    for p in pending:
+        for provider_uuid, resources in p.request.allocations.items():
+            wanted.setdefault(provider_uuid, {}).update(resources)
+    ids = await _provider_ids(conn, wanted)
+    uuids = {v: k for k, v in ids.items()}
+    old = sorted(row for p in pending for row in p.old)
     new = sorted(
-        (ids[provider_uuid], resource_class, amount)
-        for provider_uuid, resources in request.allocations.items()
+        (ids[provider_uuid], resource_class, amount, p.request.consumer_uuid)
+        for p in pending
+        for provider_uuid, resources in p.request.allocations.items()
         for resource_class, amount in resources.items()
     )
-    touched = sorted({pid for pid, _, _ in old} | {pid for pid, _, _ in new})
+    touched = sorted({row[0] for row in old} | {row[0] for row in new})
     if touched:
         await conn.execute(
             update(_providers)
             .where(_providers.c.id.in_(touched))
             .values(generation=_providers.c.generation + 1)
         )
-    for provider_id, resource_class, amount in sorted(old):
+    for provider_id, resource_class, amount in old:
         await conn.execute(
             update(_inventories)
             .where(
@@ -220,10 +241,10 @@ async def _write(conn: AsyncConnection, request: PutAllocations) -> ConsumerAllo
             )
             .values(used=_inventories.c.used - amount)
         )
-    if old:
-        await conn.execute(delete(_allocations).where(_allocations.c.consumer_uuid == consumer))
-    uuids = {v: k for k, v in ids.items()}
-    for provider_id, resource_class, amount in new:
+    holders = [p.request.consumer_uuid for p in pending if p.old]
+    if holders:
+        await conn.execute(delete(_allocations).where(_allocations.c.consumer_uuid.in_(holders)))
+    for provider_id, resource_class, amount, _ in new:
         taken = await conn.execute(
             update(_inventories)
             .where(
@@ -241,16 +262,29 @@ async def _write(conn: AsyncConnection, request: PutAllocations) -> ConsumerAllo
         await conn.execute(
             insert(_allocations),
             [
-                {"consumer_uuid": consumer, "provider_id": p, "resource_class": rc, "used": n}
-                for p, rc, n in new
+                {"consumer_uuid": c, "provider_id": p, "resource_class": rc, "used": n}
+                for p, rc, n, c in new
             ],
         )
-        return ConsumerAllocations(
-            consumer, generation, request.project_id, request.user_id, request.allocations
+    emptied = [p.request.consumer_uuid for p in pending if not p.request.allocations]
+    if emptied:
+        # Nothing held any more: forget the consumer, as a delete would.
+        await conn.execute(delete(_consumers).where(_consumers.c.uuid.in_(emptied)))
+    return [
+        p.answer
+        or (
+            ConsumerAllocations(
+                p.request.consumer_uuid,
+                p.generation,
+                p.request.project_id,
+                p.request.user_id,
+                p.request.allocations,
+            )
+            if p.request.allocations
+            else ConsumerAllocations(p.request.consumer_uuid)
         )
-    # Nothing held any more: forget the consumer, as a delete would.
-    await conn.execute(delete(_consumers).where(_consumers.c.uuid == consumer))
-    return ConsumerAllocations(consumer)
+        for p in prepared
+    ]
 
 
 def _dialect_insert(conn: AsyncConnection):
@@ -267,7 +301,7 @@ class Allocations:
 
     async def put(self, request: PutAllocations) -> ConsumerAllocations:
         async with self._db.write() as conn:
-            return await _write(conn, request)
+            return (await _write_all(conn, [request]))[0]
 
     async def put_many(self, requests: list[PutAllocations]) -> list[ConsumerAllocations]:
         consumers = [r.consumer_uuid for r in requests]
@@ -276,7 +310,7 @@ class Allocations:
                 "each consumer may appear once in a batch", code="placement.duplicate_consumer"
             )
         async with self._db.write() as conn:
-            return [await _write(conn, request) for request in requests]
+            return await _write_all(conn, requests)
 
     async def get(self, consumer_uuid: str) -> ConsumerAllocations:
         async with self._db.read() as conn:
@@ -295,7 +329,7 @@ class Allocations:
                     consumer_uuid,
                     f"it is at generation {current}, not {generation}; read it again and retry",
                 )
-            await _write(conn, PutAllocations(consumer_uuid, current, "", "", {}))
+            await _write_all(conn, [PutAllocations(consumer_uuid, current, "", "", {})])
 
     async def project_usages(self, project_id: str) -> dict[str, int]:
         async with self._db.read() as conn:

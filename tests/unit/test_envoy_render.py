@@ -32,17 +32,22 @@ def test_every_body_binding_goes_through_its_owners_guard(tmp_path):
     layout = MeshLayout.on_free_ports(tmp_path)
     config = json.loads(layout.render_envoy().read_text())
     routes = _hcm(config)["route_config"]["virtual_hosts"][0]["routes"]
-    guarded = [
-        r
+    guarded = {
+        (r["match"]["headers"][0]["string_match"]["exact"], r["match"]["safe_regex"]["regex"]): r[
+            "typed_per_filter_config"
+        ]["envoy.filters.http.ext_proc"]["overrides"]["grpc_service"]["envoy_grpc"]["cluster_name"]
         for r in routes
         if "overrides" in r["typed_per_filter_config"]["envoy.filters.http.ext_proc"]
-    ]
-    assert [
-        (r["match"]["safe_regex"]["regex"], r["match"]["headers"][0]["string_match"]["exact"])
-        for r in guarded
-    ] == [("^/v1/flavors$", "POST")]
+    }
+    assert guarded[("POST", "^/v1/flavors$")] == "api_gateway"
+    assert guarded[("PUT", "^/v1/placement/resource_providers/[^/]+/inventories$")] == "placement"
+    assert guarded[("POST", "^/v1/placement/allocation_candidates:search$")] == "placement"
+    assert all(method in ("POST", "PUT", "PATCH") for method, _ in guarded)
     transcoder = next(
         f for f in _hcm(config)["http_filters"] if f["name"].endswith("grpc_json_transcoder")
     )
-    assert transcoder["typed_config"]["services"] == ["stratus.compute.v1.FlavorService"]
+    services = transcoder["typed_config"]["services"]
+    assert "stratus.compute.v1.FlavorService" in services
+    assert "stratus.placement.v1.AllocationService" in services
+    assert not any("scheduler" in s or "hostagent" in s for s in services)
     assert transcoder["typed_config"]["proto_descriptor"] == str(DESCRIPTOR.resolve())

@@ -1,0 +1,71 @@
+"""Racing claims for the last units, through two placement replicas on one database.
+
+Whatever the interleaving: no provider is over capacity, every claim either
+fully succeeded or left nothing behind, and the winners are exactly as many
+as there was room for.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+
+from tests.placement_client import Placement, new_uuid, reason
+
+CLAIMERS = 48
+
+
+@pytest.fixture(scope="module")
+def replicas(mesh):
+    return [mesh.layout.address("placement"), mesh.start_replica("placement")]
+
+
+def _race(replicas, claim_of) -> dict[str, str]:
+    """Run CLAIMERS claims at once, alternating replicas; consumer -> outcome."""
+    channels = [grpc.insecure_channel(address) for address in replicas]
+    clients = [Placement(channel) for channel in channels]
+
+    def attempt(i: int) -> tuple[str, str]:
+        consumer = new_uuid()
+        try:
+            clients[i % len(clients)].claim(consumer, claim_of(i))
+            return consumer, "won"
+        except grpc.RpcError as error:
+            return consumer, reason(error)
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            return dict(pool.map(attempt, range(CLAIMERS)))
+    finally:
+        for channel in channels:
+            channel.close()
+
+
+def test_last_units_go_to_exactly_as_many_claims_as_fit(mesh, replicas):
+    with mesh.channel("placement") as channel:
+        placement = Placement(channel)
+        rp = placement.provider(VCPU=10, MEMORY_MB=10 * 512)
+        outcomes = _race(replicas, lambda i: {rp.uuid: {"VCPU": 1, "MEMORY_MB": 512}})
+        winners = [c for c, outcome in outcomes.items() if outcome == "won"]
+        assert len(winners) == 10, outcomes
+        assert set(outcomes.values()) <= {"won", "placement.insufficient_capacity"}
+        assert placement.usages(rp.uuid) == {"VCPU": 10, "MEMORY_MB": 5120}
+        for consumer, outcome in outcomes.items():
+            expected = {rp.uuid: {"VCPU": 1, "MEMORY_MB": 512}} if outcome == "won" else {}
+            assert placement.held(consumer) == expected
+
+
+def test_claims_spanning_providers_are_all_or_nothing_under_contention(mesh, replicas):
+    with mesh.channel("placement") as channel:
+        placement = Placement(channel)
+        a = placement.provider(VCPU=20)
+        b = placement.provider(DISK_GB=6)
+        outcomes = _race(replicas, lambda i: {a.uuid: {"VCPU": 1}, b.uuid: {"DISK_GB": 1}})
+        winners = [c for c, outcome in outcomes.items() if outcome == "won"]
+        assert len(winners) == 6
+        # A lost claim released what it had taken on the other provider.
+        assert placement.usages(a.uuid) == {"VCPU": 6}
+        assert placement.usages(b.uuid) == {"DISK_GB": 6}
+        assert all(placement.held(c) == {} for c, outcome in outcomes.items() if outcome != "won")
