@@ -14,15 +14,28 @@ If any step fails the transaction rolls back and nothing is left behind.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import (
+    TextClause,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import Database
 from services.common.errors import Conflict, FieldViolation, InvalidArgument
 from services.placement.models import AllocationRow, ConsumerRow, InventoryRow, ProviderRow
-from services.placement.resources import Inventory, fits
+from services.placement.resources import Inventory
 
 _consumers = ConsumerRow.__table__
 _allocations = AllocationRow.__table__
@@ -74,25 +87,6 @@ async def read_consumer(conn: AsyncConnection, consumer_uuid: str) -> ConsumerAl
     for provider_uuid, resource_class, used in rows:
         held.setdefault(provider_uuid, {})[resource_class] = used
     return ConsumerAllocations(consumer_uuid, row.generation, row.project_id, row.user_id, held)
-
-
-async def _provider_ids(conn: AsyncConnection, wanted: Holdings) -> dict[str, int]:
-    if not wanted:
-        return {}
-    rows = await conn.execute(
-        select(_providers.c.uuid, _providers.c.id).where(_providers.c.uuid.in_(wanted))
-    )
-    ids = dict(rows.all())
-    missing = sorted(set(wanted) - ids.keys())
-    if missing:
-        raise InvalidArgument(
-            f"resource provider {', '.join(missing)} does not exist",
-            code="placement.provider_not_found",
-            field_violations=tuple(
-                FieldViolation("allocations.resource_provider_uuid", m) for m in missing
-            ),
-        )
-    return ids
 
 
 async def _explain_refusal(
@@ -153,11 +147,8 @@ async def _prepare(conn: AsyncConnection, request: PutAllocations) -> _Prepared:
     consumer = request.consumer_uuid
     if request.generation is None:
         created = await conn.execute(
-            _dialect_insert(conn)(_consumers)
-            .values(
-                uuid=consumer, project_id=request.project_id, user_id=request.user_id, generation=1
-            )
-            .on_conflict_do_nothing()
+            _NEW_CONSUMER,
+            {"uuid": consumer, "project": request.project_id, "user": request.user_id},
         )
         if created.rowcount == 0:
             current = await read_consumer(conn, consumer)
@@ -212,52 +203,44 @@ async def _write_all(
     consumers held is released first, then all they ask for is taken."""
     prepared = [await _prepare(conn, request) for request in requests]
     pending = [p for p in prepared if p.answer is None]
-    wanted: Holdings = {}
-    for p in pending:
-        for provider_uuid, resources in p.request.allocations.items():
-            wanted.setdefault(provider_uuid, {}).update(resources)
-    ids = await _provider_ids(conn, wanted)
-    uuids = {v: k for k, v in ids.items()}
+    wanted = sorted({u for p in pending for u in p.request.allocations})
     old = sorted(row for p in pending for row in p.old)
+    # One statement takes every touched provider's next generation and maps
+    # the uuids asked for to ids; providers are locked before inventories.
+    ids: dict[str, int] = {}
+    old_ids = sorted({row[0] for row in old})
+    if wanted or old_ids:
+        bumped = await conn.execute(
+            _BUMP_PROVIDERS, {"uuids": wanted or [""], "ids": old_ids or [0]}
+        )
+        ids = dict(bumped.all())
+    missing = [u for u in wanted if u not in ids]
+    if missing:
+        raise InvalidArgument(
+            f"resource provider {', '.join(missing)} does not exist",
+            code="placement.provider_not_found",
+            field_violations=tuple(
+                FieldViolation("allocations.resource_provider_uuid", m) for m in missing
+            ),
+        )
+    uuids = {v: k for k, v in ids.items()}
     new = sorted(
         (ids[provider_uuid], resource_class, amount, p.request.consumer_uuid)
         for p in pending
         for provider_uuid, resources in p.request.allocations.items()
         for resource_class, amount in resources.items()
     )
-    touched = sorted({row[0] for row in old} | {row[0] for row in new})
-    if touched:
-        await conn.execute(
-            update(_providers)
-            .where(_providers.c.id.in_(touched))
-            .values(generation=_providers.c.generation + 1)
-        )
-    for provider_id, resource_class, amount in old:
+    if old:
         await conn.execute(
             update(_inventories)
-            .where(
-                _inventories.c.provider_id == provider_id,
-                _inventories.c.resource_class == resource_class,
-            )
-            .values(used=_inventories.c.used - amount)
+            .where(or_(*(_row(pid, rc) for pid, rc, _ in old)))
+            .values(used=_inventories.c.used - case(*((_row(pid, rc), n) for pid, rc, n in old)))
         )
     holders = [p.request.consumer_uuid for p in pending if p.old]
     if holders:
         await conn.execute(delete(_allocations).where(_allocations.c.consumer_uuid.in_(holders)))
-    for provider_id, resource_class, amount, _ in new:
-        taken = await conn.execute(
-            update(_inventories)
-            .where(
-                _inventories.c.provider_id == provider_id,
-                _inventories.c.resource_class == resource_class,
-                fits(_inventories.c, amount),
-            )
-            .values(used=_inventories.c.used + amount)
-        )
-        if taken.rowcount == 0:
-            raise await _explain_refusal(
-                conn, uuids[provider_id], provider_id, resource_class, amount
-            )
+    if new:
+        await _take(conn, new, uuids)
     if new:
         await conn.execute(
             insert(_allocations),
@@ -287,12 +270,77 @@ async def _write_all(
     ]
 
 
-def _dialect_insert(conn: AsyncConnection):
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert
+def _row(provider_id: int, resource_class: str):
+    return and_(
+        _inventories.c.provider_id == provider_id, _inventories.c.resource_class == resource_class
+    )
+
+
+# Hot statements, built once (see _take_statement).
+_NEW_CONSUMER = text(
+    "INSERT INTO consumers (uuid, project_id, user_id, generation) "
+    "VALUES (:uuid, :project, :user, 1) ON CONFLICT DO NOTHING"
+)
+_BUMP_PROVIDERS = text(
+    "UPDATE resource_providers SET generation = generation + 1 "
+    "WHERE uuid IN :uuids OR id IN :ids RETURNING uuid, id"
+).bindparams(bindparam("uuids", expanding=True), bindparam("ids", expanding=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _take_statement(rows: int) -> TextClause:
+    """UPDATE adding n to each listed inventory's usage while n fits (the
+    rule of resources.fits), RETURNING the rows that took it. Built once per
+    row count: claims are hot, and composing expressions per call costs more
+    than the database does."""
+    values = ", ".join(
+        f"(CAST(:p{i} AS INTEGER), CAST(:c{i} AS VARCHAR), CAST(:n{i} AS INTEGER))"
+        for i in range(rows)
+    )
+    return text(
+        f"WITH wanted(provider_id, resource_class, n) AS (VALUES {values}) "
+        "UPDATE inventories SET used = inventories.used + wanted.n FROM wanted "
+        "WHERE inventories.provider_id = wanted.provider_id "
+        "AND inventories.resource_class = wanted.resource_class "
+        "AND inventories.used + wanted.n <= "
+        "(inventories.total - inventories.reserved) * inventories.allocation_ratio "
+        "AND inventories.min_unit <= wanted.n AND inventories.max_unit >= wanted.n "
+        "AND wanted.n % inventories.step_size = 0 "
+        "RETURNING inventories.provider_id, inventories.resource_class"
+    )
+
+
+async def _take(
+    conn: AsyncConnection, new: list[tuple[int, str, int, str]], uuids: dict[int, str]
+) -> None:
+    """Add every amount to its inventory's usage in one conditional UPDATE.
+
+    A row changes only while its amount fits; RETURNING names the rows that
+    took it, so a refusal can say which inventory was short (the caller's
+    transaction then rolls everything back).
+    """
+    merged: dict[tuple[int, str], int] = {}
+    for provider_id, resource_class, amount, _ in new:
+        if (provider_id, resource_class) in merged:
+            # Two consumers of one batch on one inventory: one at a time.
+            for row in new:
+                await _take(conn, [row], uuids)
+            return
+        merged[(provider_id, resource_class)] = amount
+    params = {}
+    for i, ((provider_id, resource_class), amount) in enumerate(merged.items()):
+        params.update({f"p{i}": provider_id, f"c{i}": resource_class, f"n{i}": amount})
+    taken = await conn.execute(_take_statement(len(merged)), params)
+    refused = merged.keys() - {tuple(row) for row in taken}
+    if refused:
+        provider_id, resource_class = min(refused)
+        raise await _explain_refusal(
+            conn,
+            uuids[provider_id],
+            provider_id,
+            resource_class,
+            merged[(provider_id, resource_class)],
+        )
 
 
 class Allocations:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import DateTime, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -44,8 +44,9 @@ class InventoryRow(Base):
     step_size: Mapped[int] = mapped_column(Integer)
     allocation_ratio: Mapped[float] = mapped_column(Float)
     used: Mapped[int] = mapped_column(Integer)
-
-    __table_args__ = (Index("ix_inventories_class", "resource_class"),)
+    # No index on resource_class alone: without statistics SQLite would drive
+    # candidate queries from it and scan every row of a class per tree. The
+    # primary key (provider_id, resource_class) is the lookup that scales.
 
 
 class CustomResourceClassRow(Base):

@@ -44,7 +44,6 @@ def upgrade() -> None:
         sa.Column("allocation_ratio", sa.Float(), nullable=False),
         sa.Column("used", sa.Integer(), nullable=False),
     )
-    op.create_index("ix_inventories_class", "inventories", ["resource_class"])
     op.create_table("custom_resource_classes", sa.Column("name", sa.String(255), primary_key=True))
     op.create_table("custom_traits", sa.Column("name", sa.String(255), primary_key=True))
     op.create_table(
