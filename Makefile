@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PROTOS := $(shell find protos -name '*.proto')
 PYTEST_ARGS ?=
 
-.PHONY: run test lint gen venv clean config-reference
+.PHONY: run test lint gen venv clean config-reference bench-placement
 
 run: gen
 	$(BIN)/python -m deploy.local.run
@@ -37,6 +37,9 @@ $(STAMP): pyproject.toml
 	printf '%s\n' "$(CURDIR)" "$(CURDIR)/gen" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/stratus-dev.pth"
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+bench-placement: gen
+	$(BIN)/python -m bench.placement --sizes 1000,10000 --databases sqlite,postgresql
 
 config-reference: venv
 	$(BIN)/python -m services.common.config

@@ -92,22 +92,8 @@ class Catalog:
             await ensure_classes(conn, [name], "name")
 
     async def delete_class(self, name: str) -> None:
-        if name in STANDARD_CLASSES:
-            raise InvalidArgument(
-                f"{name} is a standard class and cannot be deleted", code="placement.standard_name"
-            )
-        async with self._db.write() as conn:
-            in_use = await conn.scalar(select(exists().where(InventoryRow.resource_class == name)))
-            if in_use:
-                raise Conflict(
-                    f"resource class {name} is used by inventories; remove them first",
-                    code="placement.resource_class_in_use",
-                )
-            result = await conn.execute(delete(_classes).where(_classes.c.name == name))
-        if result.rowcount == 0:
-            raise NotFound(
-                f"resource class {name} does not exist", code="placement.resource_class_not_found"
-            )
+        in_use = exists().where(InventoryRow.resource_class == name)
+        await self._delete_custom("resource class", name, STANDARD_CLASSES, _classes, in_use)
 
     async def list_traits(self, prefix: str) -> list[tuple[str, bool]]:
         async with self._db.read() as conn:
@@ -120,17 +106,21 @@ class Catalog:
             await ensure_traits(conn, [name], "name")
 
     async def delete_trait(self, name: str) -> None:
-        if name in STANDARD_TRAITS:
+        in_use = exists().where(ProviderTraitRow.trait == name)
+        await self._delete_custom("trait", name, STANDARD_TRAITS, _traits, in_use)
+
+    async def _delete_custom(self, kind: str, name: str, standard, table, in_use) -> None:
+        code = kind.replace(" ", "_")
+        if name in standard:
             raise InvalidArgument(
-                f"{name} is a standard trait and cannot be deleted", code="placement.standard_name"
+                f"{name} is a standard {kind} and cannot be deleted", code="placement.standard_name"
             )
         async with self._db.write() as conn:
-            in_use = await conn.scalar(select(exists().where(ProviderTraitRow.trait == name)))
-            if in_use:
+            if await conn.scalar(select(in_use)):
                 raise Conflict(
-                    f"trait {name} is set on providers; remove it from them first",
-                    code="placement.trait_in_use",
+                    f"{kind} {name} is in use; remove it from providers first",
+                    code=f"placement.{code}_in_use",
                 )
-            result = await conn.execute(delete(_traits).where(_traits.c.name == name))
+            result = await conn.execute(delete(table).where(table.c.name == name))
         if result.rowcount == 0:
-            raise NotFound(f"trait {name} does not exist", code="placement.trait_not_found")
+            raise NotFound(f"{kind} {name} does not exist", code=f"placement.{code}_not_found")

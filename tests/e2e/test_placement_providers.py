@@ -224,3 +224,36 @@ def test_members_cannot_use_placement(mesh):
         member = Placement(channel, metadata=(("x-stratus-roles", "member"),))
         error = rpc_error(lambda: member.provider())
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_custom_names_are_deleted_only_when_unused(placement):
+    from stratus.placement.v1 import catalog_pb2 as cat
+
+    name = f"CUSTOM_D{new_uuid()[:8].upper()}"
+    placement.call(placement.catalog.CreateTrait, cat.CreateTraitRequest(name=name))
+    placement.call(placement.catalog.CreateResourceClass, cat.CreateResourceClassRequest(name=name))
+    rp = placement.provider(**{name: 1})
+    placement.traits(rp.uuid, name)
+    error = rpc_error(
+        lambda: placement.call(placement.catalog.DeleteTrait, cat.DeleteTraitRequest(name=name))
+    )
+    assert reason(error) == "placement.trait_in_use"
+    error = rpc_error(
+        lambda: placement.call(
+            placement.catalog.DeleteResourceClass, cat.DeleteResourceClassRequest(name=name)
+        )
+    )
+    assert reason(error) == "placement.resource_class_in_use"
+    error = rpc_error(
+        lambda: placement.call(
+            placement.catalog.DeleteTrait, cat.DeleteTraitRequest(name="HW_CPU_X86_AVX2")
+        )
+    )
+    assert reason(error) == "placement.standard_name"
+
+    placement.traits(rp.uuid)
+    placement.call(placement.catalog.DeleteTrait, cat.DeleteTraitRequest(name=name))
+    error = rpc_error(
+        lambda: placement.call(placement.catalog.DeleteTrait, cat.DeleteTraitRequest(name=name))
+    )
+    assert reason(error) == "placement.trait_not_found"
