@@ -35,7 +35,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from services.common.db import Database
+from services.common.db import Database, in_ids
 from services.common.errors import InvalidArgument
 from services.placement.catalog import check_known
 from services.placement.models import (
@@ -228,7 +228,7 @@ async def _root_batches(
 
 
 async def _load_trees(conn: AsyncConnection, root_ids: list[int]) -> dict[int, list[ProviderInfo]]:
-    in_trees = ProviderRow.root_id.in_(root_ids)
+    in_trees = in_ids(conn, ProviderRow.root_id, root_ids)
     infos = {
         row.id: ProviderInfo(row.id, row.uuid, row.name, row.parent_id, row.root_id)
         for row in await conn.execute(
