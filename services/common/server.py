@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 from typing import Protocol
 
@@ -114,9 +115,33 @@ def run(app: ServiceApp) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop_event.set)
         await serve(app, settings, stop_event)
+        await _finish_leftover_tasks(app.name)
 
     try:
         asyncio.run(main())
     finally:
         if settings.telemetry.exporter != "none":
             shutdown_tracing()
+
+
+LEFTOVER_GRACE_S = 5.0
+
+
+async def _finish_leftover_tasks(name: str) -> None:
+    """Give tasks still running after the graceful stop a short while, then go.
+
+    Seen under load: a request cancelled at the end of the grace period kept
+    waiting on database cleanup after the engine was closed, and asyncio.run
+    waited for it forever, so SIGTERM never ended the process. Every write
+    is transactional, so leaving without those tasks loses nothing.
+    """
+    leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in leftovers:
+        task.cancel()
+    if not leftovers:
+        return
+    _, stuck = await asyncio.wait(leftovers, timeout=LEFTOVER_GRACE_S)
+    if stuck:
+        log.warning("%s: %d task(s) did not stop; exiting without them", name, len(stuck))
+        logging.shutdown()
+        os._exit(0)
