@@ -20,7 +20,6 @@ import asyncio
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ from stratus.placement.v1 import (
 from stratus.placement.v1 import allocations_pb2 as alloc_pb
 from stratus.placement.v1 import resource_providers_pb2 as rp_pb
 
-from deploy.local.mesh import ROOT, free_port, grpc_serving
+from deploy.local.mesh import ROOT, start_service
 
 METADATA = (("x-stratus-roles", "service"),)
 REQUEST = {"VCPU": 1, "MEMORY_MB": 1024, "DISK_GB": 10}
@@ -61,7 +60,6 @@ class PlacementProcess:
 
     def __init__(self, database: str) -> None:
         self.database = database
-        self.address = f"127.0.0.1:{free_port()}"
 
     async def __aenter__(self):
         self.state = tempfile.TemporaryDirectory(prefix="bench-placement-")
@@ -75,18 +73,10 @@ class PlacementProcess:
         env = dict(
             os.environ,
             STRATUS_STATE_DIR=self.state.name,
-            STRATUS_PLACEMENT__LISTEN=self.address,
             STRATUS_PLACEMENT__DATABASE_URL=url,
             STRATUS_LOG_LEVEL="WARNING",
         )
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.placement"], cwd=ROOT, env=env
-        )
-        deadline = time.monotonic() + 30
-        while not grpc_serving(self.address):
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("placement did not start")
-            await asyncio.sleep(0.1)
+        self.proc, self.address = start_service("placement", env)
         return self
 
     async def __aexit__(self, *exc) -> None:

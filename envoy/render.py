@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
+
+from services.common.http_paths import path_pattern
 
 HERE = Path(__file__).resolve().parent
 # Which service owns each public package; other packages stay internal.
@@ -40,19 +41,6 @@ ROUTE_TIMEOUT = "30s"
 
 def _owner(package: str) -> str | None:
     return next((svc for prefix, svc in PACKAGE_OWNERS.items() if package.startswith(prefix)), None)
-
-
-def _path_regex(template: str) -> str:
-    pattern = ""
-    for part in re.split(r"(\{[^}]*\})", template):
-        if part.startswith("{"):
-            sub = part[1:-1].partition("=")[2] or "*"
-            pattern += "/".join(
-                "[^/]+" if s == "*" else ".+" if s == "**" else re.escape(s) for s in sub.split("/")
-            )
-        else:
-            pattern += re.escape(part)
-    return f"^{pattern}$"
 
 
 def public_api(descriptor_set: Path) -> tuple[list[str], list[tuple[str, str, str]], set[str]]:
@@ -82,7 +70,7 @@ def public_api(descriptor_set: Path) -> tuple[list[str], list[tuple[str, str, st
                 if rule.body:
                     method_name = rule.custom.kind if verb == "custom" else verb.upper()
                     template = rule.custom.path if verb == "custom" else getattr(rule, verb)
-                    bindings.append((method_name, _path_regex(template), owner))
+                    bindings.append((method_name, path_pattern(template), owner))
     return services, bindings, owners
 
 

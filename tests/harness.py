@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import grpc
 import httpx
 from honcho.environ import parse_procfile
 
-from deploy.local.mesh import PROCFILE, ROOT, MeshLayout, grpc_serving, process_env, wait_ready
+from deploy.local.mesh import PROCFILE, ROOT, MeshLayout, process_env, start_service, wait_ready
 
 ADMIN = {"x-stratus-roles": "admin", "x-stratus-project": "admin-project", "x-stratus-user": "root"}
 MEMBER = {"x-stratus-roles": "member", "x-stratus-project": "project-a", "x-stratus-user": "alice"}
@@ -57,26 +55,19 @@ class RunningMesh:
         """Start one more process of `service` on a free port, sharing its database.
 
         Returns the replica's address; it is stopped with the mesh."""
-        from deploy.local.mesh import free_port
-
-        address = f"127.0.0.1:{free_port()}"
-        env = process_env(self.layout)
-        env[f"STRATUS_{service.upper()}__LISTEN"] = address
         name = f"{service}-replica-{len(self.processes)}"
         with open(self.logs / f"{name}.log", "ab") as log:
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{service}"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 30
-        while not grpc_serving(address):
-            if time.monotonic() > deadline or self.processes[name].poll() is not None:
-                raise RuntimeError(f"{name} did not start\n{self.tail_logs()}")
-            time.sleep(0.1)
+            try:
+                proc, address = start_service(
+                    service,
+                    process_env(self.layout),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}\n{self.tail_logs()}") from exc
+        self.processes[name] = proc
         return address
 
     def _all_alive(self) -> bool:

@@ -129,6 +129,33 @@ def process_env(layout: MeshLayout) -> dict[str, str]:
     return env
 
 
+def start_service(
+    service: str, env: dict[str, str], timeout: float = 30.0, **popen
+) -> tuple[subprocess.Popen, str]:
+    """Run `python -m services.<service>` on a free port and wait until it serves.
+
+    `env` is the process environment (the listen address is added). Returns
+    the process and its address; one that exits or does not serve in time
+    is stopped and reported.
+    """
+    address = f"127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"services.{service}"],
+        cwd=ROOT,
+        env={**env, f"STRATUS_{service.upper()}__LISTEN": address},
+        **popen,
+    )
+    deadline = time.monotonic() + timeout
+    while not grpc_serving(address):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise RuntimeError(f"{service} did not start on {address}")
+        time.sleep(0.1)
+    return proc, address
+
+
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as response:

@@ -28,6 +28,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescr
 
 from services.common.context import REQUEST_ID_KEY
 from services.common.errors import FieldViolation, InvalidArgument, StratusError
+from services.common.http_paths import path_pattern
 from services.common.interceptors import fault_body
 
 log = logging.getLogger(__name__)
@@ -42,21 +43,6 @@ class BodyRule:
     path: re.Pattern[str]
     body: Descriptor  # the message the JSON body must parse into
     body_field: str  # "*" or the request field the body binds to
-
-
-def _template_regex(template: str) -> re.Pattern[str]:
-    """Compile a google.api.http path template ("/v1/flavors/{id}:resize")."""
-    pattern = ""
-    for part in re.split(r"(\{[^}]*\})", template):
-        if part.startswith("{"):
-            _, _, sub = part[1:-1].partition("=")
-            sub = sub or "*"
-            pattern += "/".join(
-                "[^/]+" if s == "*" else ".+" if s == "**" else re.escape(s) for s in sub.split("/")
-            )
-        else:
-            pattern += re.escape(part)
-    return re.compile(f"^{pattern}$")
 
 
 def body_rules(services: Iterable[ServiceDescriptor]) -> list[BodyRule]:
@@ -81,7 +67,9 @@ def body_rules(services: Iterable[ServiceDescriptor]) -> list[BodyRule]:
                         continue
                     body = field.message_type
                 rules.append(
-                    BodyRule(http_method.upper(), _template_regex(template), body, rule.body)
+                    BodyRule(
+                        http_method.upper(), re.compile(path_pattern(template)), body, rule.body
+                    )
                 )
     return rules
 

@@ -34,8 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import Database
 from services.common.errors import Conflict, FieldViolation, InvalidArgument
+from services.placement.inventories import read_inventories
 from services.placement.models import AllocationRow, ConsumerRow, InventoryRow, ProviderRow
-from services.placement.resources import Inventory
+from services.placement.resources import fits_sql
 
 _consumers = ConsumerRow.__table__
 _allocations = AllocationRow.__table__
@@ -93,34 +94,13 @@ async def _explain_refusal(
     conn: AsyncConnection, provider_uuid: str, provider_id: int, resource_class: str, amount: int
 ) -> Exception:
     """Why a conditional claim matched no row: a bad request, or no room."""
-    row = (
-        await conn.execute(
-            select(
-                *(
-                    _inventories.c[c]
-                    for c in (
-                        "resource_class",
-                        "total",
-                        "reserved",
-                        "min_unit",
-                        "max_unit",
-                        "step_size",
-                        "allocation_ratio",
-                        "used",
-                    )
-                )
-            ).where(
-                _inventories.c.provider_id == provider_id,
-                _inventories.c.resource_class == resource_class,
-            )
-        )
-    ).first()
+    found = await read_inventories(conn, provider_id, resource_class)
     where = f"{resource_class} on resource provider {provider_uuid}"
-    if row is None:
+    if not found:
         return InvalidArgument(
             f"{where}: the provider has no such inventory", code="placement.inventory_not_found"
         )
-    inventory = Inventory(*row)
+    inventory = found[0]
     if not (inventory.min_unit <= amount <= inventory.max_unit) or amount % inventory.step_size:
         return InvalidArgument(
             f"{where}: {amount} is not allowed; amounts go from {inventory.min_unit} to "
@@ -289,8 +269,8 @@ _BUMP_PROVIDERS = text(
 
 @functools.lru_cache(maxsize=64)
 def _take_statement(rows: int) -> TextClause:
-    """UPDATE adding n to each listed inventory's usage while n fits (the
-    rule of resources.fits), RETURNING the rows that took it. Built once per
+    """UPDATE adding n to each listed inventory's usage while n fits
+    (resources.fits_sql), RETURNING the rows that took it. Built once per
     row count: claims are hot, and composing expressions per call costs more
     than the database does."""
     values = ", ".join(
@@ -302,10 +282,7 @@ def _take_statement(rows: int) -> TextClause:
         "UPDATE inventories SET used = inventories.used + wanted.n FROM wanted "
         "WHERE inventories.provider_id = wanted.provider_id "
         "AND inventories.resource_class = wanted.resource_class "
-        "AND inventories.used + wanted.n <= "
-        "(inventories.total - inventories.reserved) * inventories.allocation_ratio "
-        "AND inventories.min_unit <= wanted.n AND inventories.max_unit >= wanted.n "
-        "AND wanted.n % inventories.step_size = 0 "
+        f"AND {fits_sql('inventories', 'wanted.n')} "
         "RETURNING inventories.provider_id, inventories.resource_class"
     )
 

@@ -48,15 +48,20 @@ def with_defaults(inventory: Inventory, field: str) -> Inventory:
     return filled
 
 
-async def read_inventories(conn: AsyncConnection, provider_id: int) -> list[Inventory]:
-    rows = await conn.execute(
+async def read_inventories(
+    conn: AsyncConnection, provider_id: int, resource_class: str | None = None
+) -> list[Inventory]:
+    """The provider's inventories (or only the one of `resource_class`), by class."""
+    query = (
         select(
             inventories.c.resource_class, *(inventories.c[c] for c in _COLUMNS), inventories.c.used
         )
         .where(inventories.c.provider_id == provider_id)
         .order_by(inventories.c.resource_class)
     )
-    return [Inventory(*row) for row in rows]
+    if resource_class is not None:
+        query = query.where(inventories.c.resource_class == resource_class)
+    return [Inventory(*row) for row in await conn.execute(query)]
 
 
 def _in_use(provider: Provider, inventory: Inventory, used: int) -> Conflict:

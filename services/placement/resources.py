@@ -3,8 +3,9 @@
 An amount n fits an inventory when
   used + n <= (total - reserved) * allocation_ratio,
   min_unit <= n <= max_unit, and n is a multiple of step_size.
-The same rule runs in SQL (fits) and in Python (Inventory.fits), so a
-candidate placement offers is one a claim will accept.
+The rule has three forms, all here, so that a candidate placement offers
+is one a claim will accept: Python (Inventory.fits), a SQLAlchemy
+expression (fits) and SQL text for statements built once (fits_sql).
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ def fits(table, amount: int) -> ColumnElement[bool]:
         table.min_unit <= amount,
         table.max_unit >= amount,
         literal(amount) % table.step_size == 0,
+    )
+
+
+def fits_sql(table: str, amount: str) -> str:
+    """SQL text form of Inventory.fits, for `table`'s inventory columns and
+    the SQL expression `amount`."""
+    return (
+        f"{table}.used + {amount} <= ({table}.total - {table}.reserved) * {table}.allocation_ratio "
+        f"AND {table}.min_unit <= {amount} AND {table}.max_unit >= {amount} "
+        f"AND {amount} % {table}.step_size = 0"
     )
 
 

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -15,27 +13,21 @@ import grpc
 from stratus.placement.v1 import allocations_pb2 as alloc_pb
 from stratus.placement.v1 import allocations_pb2_grpc
 
-from deploy.local.mesh import ROOT, free_port, grpc_serving
+from deploy.local.mesh import start_service
 from tests.placement_client import SERVICE, Placement
 
 GRACE_S = 2
 
 
 def test_sigterm_under_load_ends_the_process(tmp_path):
-    address = f"127.0.0.1:{free_port()}"
     env = dict(
         os.environ,
         STRATUS_STATE_DIR=str(tmp_path),
-        STRATUS_PLACEMENT__LISTEN=address,
         STRATUS_PLACEMENT__SHUTDOWN_GRACE_S=str(GRACE_S),
         STRATUS_LOG_LEVEL="WARNING",
     )
-    proc = subprocess.Popen([sys.executable, "-m", "services.placement"], cwd=ROOT, env=env)
+    proc, address = start_service("placement", env)
     try:
-        deadline = time.monotonic() + 30
-        while not grpc_serving(address):
-            assert time.monotonic() < deadline and proc.poll() is None, "placement did not start"
-            time.sleep(0.1)
         with grpc.insecure_channel(address) as channel:
             host = Placement(channel).provider(VCPU=100000)
 

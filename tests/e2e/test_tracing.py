@@ -5,37 +5,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import grpc
 from stratus.compute.v1 import flavors_pb2, flavors_pb2_grpc
 
-from deploy.local.mesh import ROOT, free_port, grpc_serving
+from deploy.local.mesh import start_service
 from tests.harness import MEMBER
 
 
 def _run_api_gateway(tmp_path, exporter: str) -> str:
-    address = f"127.0.0.1:{free_port()}"
-    env = dict(
-        os.environ,
-        STRATUS_STATE_DIR=str(tmp_path),
-        STRATUS_API_GATEWAY__LISTEN=address,
-        STRATUS_TELEMETRY__EXPORTER=exporter,
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.api_gateway"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    env = dict(os.environ, STRATUS_STATE_DIR=str(tmp_path), STRATUS_TELEMETRY__EXPORTER=exporter)
+    proc, address = start_service(
+        "api_gateway", env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        deadline = time.monotonic() + 30
-        while not grpc_serving(address):
-            assert time.monotonic() < deadline and proc.poll() is None, "api_gateway did not start"
-            time.sleep(0.1)
         with grpc.insecure_channel(address) as channel:
             flavors_pb2_grpc.FlavorServiceStub(channel).ListFlavors(
                 flavors_pb2.ListFlavorsRequest(), metadata=tuple(MEMBER.items()), timeout=5
