@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 from deploy.local.mesh import MeshLayout
+from tests.etcd_server import EtcdServer
 from tests.harness import RunningMesh
 
 PG_ADMIN_URL = os.environ.get(
@@ -102,3 +103,22 @@ def mesh(request, meshes, postgres) -> RunningMesh:
 def sqlite_mesh(meshes) -> RunningMesh:
     """The mesh on SQLite, for behaviour that does not depend on the database."""
     return meshes("sqlite")
+
+
+@pytest.fixture(scope="session")
+def etcd_process(tmp_path_factory) -> Iterator[EtcdServer]:
+    state = tmp_path_factory.mktemp("etcd")
+    server = EtcdServer(state / "data", state / "etcd.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def etcd_server(etcd_process) -> EtcdServer:
+    """A real single-node etcd, shared by the session and running when each test starts
+    even if the previous one stopped it to simulate an outage. Tests isolate their keys
+    under a prefix of their own."""
+    if not etcd_process.running:
+        etcd_process.start()
+    return etcd_process
