@@ -4,8 +4,10 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-# Reinstall whenever pyproject.toml changes.
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# Reinstall whenever pyproject.toml changes, or libvirt-dev appears (the libvirt driver's
+# binding builds against it; see tools/install_deps.sh).
+LIBVIRT_TAG := $(shell pkg-config --exists libvirt 2>/dev/null && echo -libvirt)
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)$(LIBVIRT_TAG)
 PROTOS := $(shell find protos -name '*.proto')
 PYTEST_ARGS ?=
 
@@ -28,11 +30,11 @@ gen/stratus.binpb: $(STAMP) $(PROTOS) tools/gen_protos.py
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/install_deps.sh
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Stratus needs Python 3.11"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	tools/install_deps.sh $(BIN)/python
 	# The repository root (services/, deploy/, tests/) and gen/ (generated code) on sys.path.
 	printf '%s\n' "$(CURDIR)" "$(CURDIR)/gen" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/stratus-dev.pth"
 	rm -f $(VENV)/.installed-*

@@ -32,11 +32,17 @@ local function error_body(status, message, request_id)
 end
 
 function envoy_on_request(handle)
-  handle:streamInfo():dynamicMetadata():set("stratus", "request_id",
-    handle:headers():get("x-request-id") or "")
+  local meta = handle:streamInfo():dynamicMetadata()
+  meta:set("stratus", "request_id", handle:headers():get("x-request-id") or "")
+  local content_type = handle:headers():get("content-type") or ""
+  meta:set("stratus", "grpc", content_type:sub(1, 16) == "application/grpc")
 end
 
 function envoy_on_response(handle)
+  -- Native gRPC clients get gRPC answers untouched: their status lives in
+  -- the grpc-* headers this filter strips for REST clients.
+  local meta = handle:streamInfo():dynamicMetadata():get("stratus") or {}
+  if meta["grpc"] then return end
   local headers = handle:headers()
   local status = tonumber(headers:get(":status")) or 0
   local fault = headers:get("x-fault-body")
@@ -56,7 +62,6 @@ function envoy_on_response(handle)
       elseif body ~= nil then
         text = body:getBytes(0, body:length())
       end
-      local meta = handle:streamInfo():dynamicMetadata():get("stratus") or {}
       fault = error_body(status, text or "", meta["request_id"] or "")
     end
   end

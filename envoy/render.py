@@ -103,16 +103,28 @@ def render(descriptor: Path, listen: str, admin: str, upstreams: dict[str, str])
     if missing:
         raise SystemExit(f"no --upstream given for {', '.join(sorted(missing))}")
 
-    routes = []
-    for prefix, owner in PACKAGE_OWNERS.items():
-        if owner in upstreams:
-            routes.append(
-                {
-                    "match": {"prefix": "/" + prefix},
-                    "route": {"cluster": owner, "timeout": ROUTE_TIMEOUT},
-                    "typed_per_filter_config": EXT_PROC_DISABLED,
-                }
-            )
+    # gRPC clients reach the public services only; internal ones (host events)
+    # are for the mesh's own callers and answer UNIMPLEMENTED at the edge.
+    routes = [
+        {
+            "match": {"prefix": f"/{service}/"},
+            "route": {"cluster": _owner(service), "timeout": ROUTE_TIMEOUT},
+            "typed_per_filter_config": EXT_PROC_DISABLED,
+        }
+        for service in services
+    ]
+    routes.append(
+        {
+            "match": {
+                "prefix": "/",
+                "headers": [
+                    {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
+                ],
+            },
+            "direct_response": {"status": 404},
+            "typed_per_filter_config": EXT_PROC_DISABLED,
+        }
+    )
     for method, regex, owner in bindings:
         routes.append(
             {

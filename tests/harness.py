@@ -15,9 +15,8 @@ from pathlib import Path
 
 import grpc
 import httpx
-from honcho.environ import parse_procfile
 
-from deploy.local.mesh import PROCFILE, ROOT, MeshLayout, process_env, start_service, wait_ready
+from deploy.local.mesh import ROOT, MeshLayout, process_env, start_service, wait_ready
 
 ADMIN = {"x-stratus-roles": "admin", "x-stratus-project": "admin-project", "x-stratus-user": "root"}
 MEMBER = {"x-stratus-roles": "member", "x-stratus-project": "project-a", "x-stratus-user": "alice"}
@@ -30,8 +29,8 @@ class RunningMesh:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start(self) -> None:
-        commands = dict(parse_procfile(PROCFILE.read_text()).processes)
         self.layout.prepare()
+        commands = self.layout.procfile_commands()
         env = process_env(self.layout)
         self.logs.mkdir(parents=True, exist_ok=True)
         for name, cmd in commands.items():

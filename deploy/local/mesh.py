@@ -6,6 +6,7 @@ start the very same Procfile lines on free ports.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from honcho.environ import parse_procfile
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = Path(__file__).with_name("Procfile")
@@ -39,7 +41,18 @@ PORT_OFFSETS = {
     "hostagent": 14,
     "etcd": 15,
     "etcd_peer": 16,
+    "hostagent_2": 17,
+    "hostagent_libvirt": 18,
 }
+# Host agents by port name, with their host names (the Procfile sets them).
+HOST_AGENTS = {"hostagent": "fake-1", "hostagent_2": "fake-2", "hostagent_libvirt": "libvirt-1"}
+# A stand-in image file for the libvirt agent: its test driver never reads it.
+LIBVIRT_TEST_IMAGE = "cirros"
+
+
+def libvirt_available() -> bool:
+    return importlib.util.find_spec("libvirt") is not None
+
 
 DEFAULT_FLAVORS = (
     {"name": "m1.tiny", "vcpus": 1, "ram_mb": 512, "disk_gb": 1},
@@ -65,6 +78,12 @@ class MeshLayout:
     state_dir: Path
     ports: dict[str, int]
     database_urls: dict[str, str] = field(default_factory=dict)
+    with_libvirt: bool = field(default_factory=libvirt_available)
+
+    @property
+    def agents(self) -> list[str]:
+        """Port names of the host agents this mesh runs."""
+        return [a for a in HOST_AGENTS if self.with_libvirt or a != "hostagent_libvirt"]
 
     @classmethod
     def from_port_base(cls, state_dir: Path, base: int = DEFAULT_PORT_BASE) -> MeshLayout:
@@ -87,6 +106,8 @@ class MeshLayout:
             "STRATUS_STATE_DIR": str(self.state_dir),
             "STRATUS_ETCD_ENDPOINTS": self.address("etcd"),
             "STRATUS_LOCAL_ETCD_PEER": self.address("etcd_peer"),
+            "STRATUS_LOCAL_HOSTAGENT_2": self.address("hostagent_2"),
+            "STRATUS_LOCAL_HOSTAGENT_LIBVIRT": self.address("hostagent_libvirt"),
             "PYTHONUNBUFFERED": "1",
         }
         for service in SERVICES:
@@ -119,6 +140,17 @@ class MeshLayout:
             raise SystemExit(f"{DESCRIPTOR} is missing: run `make gen` first")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.render_envoy()
+        if self.with_libvirt:
+            images = self.state_dir / "images"
+            images.mkdir(exist_ok=True)
+            (images / LIBVIRT_TEST_IMAGE).write_text("stand-in image for libvirt's test driver\n")
+
+    def procfile_commands(self) -> dict[str, str]:
+        """The Procfile's processes for this mesh (without libvirt where it is missing)."""
+        commands = dict(parse_procfile(PROCFILE.read_text()).processes)
+        if not self.with_libvirt:
+            del commands["hostagent-libvirt"]
+        return commands
 
 
 def process_env(layout: MeshLayout) -> dict[str, str]:
@@ -182,7 +214,8 @@ def not_ready(layout: MeshLayout) -> list[str]:
         waiting.append("etcd")
     if not _http_ok(f"http://{layout.address('envoy_admin')}/ready"):
         waiting.append("envoy")
-    waiting += [s for s in SERVICES if not grpc_serving(layout.address(s))]
+    parts = dict.fromkeys([*SERVICES, *layout.agents])
+    waiting += [s for s in parts if not grpc_serving(layout.address(s))]
     return waiting
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from deploy.local.mesh import (
     DEFAULT_PORT_BASE,
-    PROCFILE,
+    HOST_AGENTS,
     ROOT,
     SERVICES,
     MeshLayout,
@@ -34,7 +34,7 @@ def main() -> int:
         "--port-base",
         type=int,
         default=DEFAULT_PORT_BASE,
-        help="ports used are base+0,1 (Envoy) and base+10..16 (services, etcd)",
+        help="ports used are base+0,1 (Envoy) and base+10..18 (services, etcd, host agents)",
     )
     args = parser.parse_args()
 
@@ -42,13 +42,16 @@ def main() -> int:
     layout.prepare()
     env_file = layout.state_dir / "mesh.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in layout.env().items()))
+    # The Procfile for this machine: without the libvirt host where libvirt is missing.
+    procfile = layout.state_dir / "Procfile"
+    procfile.write_text("".join(f"{n}: {c}\n" for n, c in layout.procfile_commands().items()))
     honcho = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "honcho",
             "-f",
-            str(PROCFILE),
+            str(procfile),
             "-d",
             str(ROOT),
             "-e",
@@ -78,12 +81,20 @@ def banner(layout: MeshLayout, created: list[str]) -> str:
     seeded = (
         f"seeded flavors: {', '.join(created)}" if created else "flavors kept from the last run"
     )
-    grpc = "\n".join(f"  {s:<12} {layout.address(s)}" for s in SERVICES)
+    grpc = "\n".join(f"  {s:<12} {layout.address(s)}" for s in SERVICES if s != "hostagent")
+    hosts = "\n".join(f"  {HOST_AGENTS[a]:<12} {layout.address(a)}" for a in layout.agents)
+    libvirt_note = (
+        ""
+        if layout.with_libvirt
+        else "\n  (no libvirt host: install libvirt-dev and pkg-config, then `make venv`)"
+    )
     return f"""
 ================ Stratus is up ================
 REST (Envoy):  {layout.rest_url}
 gRPC services:
 {grpc}
+host agents:
+{hosts}{libvirt_note}
 etcd:          {layout.address("etcd")}
 state:         {layout.state_dir}   ({seeded})
 
@@ -91,6 +102,7 @@ Try:
   curl -s {layout.rest_url}/v1/flavors
   curl -s {layout.rest_url}/v1/flavors -H 'x-stratus-roles: admin' \\
        -d '{{"name": "m2.xl", "vcpus": 8, "ram_mb": 16384}}'
+  curl -s {layout.rest_url}/v1/placement/resource_providers -H 'x-stratus-roles: admin'
   .venv/bin/grpcurl -plaintext {layout.address("api_gateway")} list
 
 Ctrl-C stops everything.

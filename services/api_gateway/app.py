@@ -43,6 +43,9 @@ class ApiGatewayApp:
             "envoy.service.ext_proc.v3.ExternalProcessor"
         ]
 
+    async def serving(self) -> None:
+        pass
+
     async def stop(self) -> None:
         if self.db is not None:
             await self.db.close()

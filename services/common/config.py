@@ -75,8 +75,63 @@ class QuotaSection(ServiceSection):
     listen: str = _listen(8793)
 
 
+class FakeDriverSection(_Section):
+    vcpus: int = Field(16, ge=1, description="CPUs the fake host reports.")
+    ram_mb: int = Field(65536, ge=1, description="Memory (MB) the fake host reports.")
+    disk_gb: int = Field(1000, ge=1, description="Disk (GB) the fake host reports.")
+    images: str = Field(
+        "cirros,debian-12,ubuntu-24.04",
+        description="Comma-separated image references the fake host can boot.",
+    )
+    delay_s: float = Field(0.0, ge=0, description="Injected delay of every server operation.")
+    failure_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of spawn/reboot/power calls that fail on purpose."
+    )
+    seed: int = Field(0, description="Seed of the injected failures, for repeatable runs.")
+
+
+class LibvirtDriverSection(_Section):
+    uri: str = Field(
+        "qemu:///system",
+        description="libvirt connection URI; test:///default or test:///path/node.xml in tests.",
+    )
+    image_dir: Path = Field(
+        Path("/var/lib/stratus/images"),
+        description="Where images live: an image reference names a file in this directory.",
+    )
+    disk_gb: int = Field(
+        0, ge=0, description="Disk (GB) to report; 0 means the size of image_dir's filesystem."
+    )
+
+
 class HostAgentSection(ServiceSection):
     listen: str = _listen(8794)
+    host: str = Field("", description="This host's name in placement and etcd; empty = hostname.")
+    driver: Literal["fake", "libvirt"] = Field("fake", description="Which driver runs servers.")
+    fake: FakeDriverSection = Field(default_factory=FakeDriverSection)
+    libvirt: LibvirtDriverSection = Field(default_factory=LibvirtDriverSection)
+    provider_uuid: str = Field(
+        "",
+        description=(
+            "Resource provider uuid to use; empty means the one kept in the state directory "
+            "(made on first start)."
+        ),
+    )
+    reserved_vcpus: int = Field(0, ge=0, description="VCPUs kept back for the host itself.")
+    reserved_ram_mb: int = Field(512, ge=0, description="Memory (MB) kept back for the host.")
+    reserved_disk_gb: int = Field(0, ge=0, description="Disk (GB) kept back for the host.")
+    cpu_allocation_ratio: float = Field(4.0, gt=0, description="VCPU overcommit factor.")
+    ram_allocation_ratio: float = Field(1.0, gt=0, description="Memory overcommit factor.")
+    disk_allocation_ratio: float = Field(1.0, gt=0, description="Disk overcommit factor.")
+    inventory_interval_s: float = Field(
+        60.0, gt=0, description="How often the agent re-reads capacity and reports changes."
+    )
+    power_sync_interval_s: float = Field(
+        10.0, gt=0, description="How often the agent compares power states with the driver's."
+    )
+    liveness_ttl_s: int = Field(
+        10, ge=2, description="TTL (s) of the agent's liveness lease in etcd."
+    )
 
 
 class TelemetrySection(_Section):
@@ -101,6 +156,9 @@ class Settings(BaseSettings):
     )
     etcd_endpoints: str = Field(
         "127.0.0.1:2379", description="Comma-separated host:port list of the etcd cluster."
+    )
+    etcd_prefix: str = Field(
+        "/stratus", description="Key prefix of everything Stratus keeps in etcd."
     )
     telemetry: TelemetrySection = Field(default_factory=TelemetrySection)
     api_gateway: ApiGatewaySection = Field(default_factory=ApiGatewaySection)

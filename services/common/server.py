@@ -39,6 +39,9 @@ class ServiceApp(Protocol):
     def register(self, server: grpc.aio.Server) -> list[str]:
         """Add servicers to server; return their full service names."""
 
+    async def serving(self) -> None:
+        """The server answers now: start background work that announces it."""
+
     async def stop(self) -> None:
         """Release what start() opened; in-flight calls have finished."""
 
@@ -58,6 +61,9 @@ class HealthOnlyApp:
 
     def register(self, server: grpc.aio.Server) -> list[str]:
         return []
+
+    async def serving(self) -> None:
+        pass
 
     async def stop(self) -> None:
         pass
@@ -92,6 +98,7 @@ async def serve(app: ServiceApp, settings: Settings, stop_event: asyncio.Event) 
     gc.collect()
     gc.freeze()
     log.info("%s serving on %s", app.name, section.listen)
+    await app.serving()
 
     await stop_event.wait()
     log.info(

@@ -1,4 +1,4 @@
-from services.common.server import HealthOnlyApp, run
+from services.common.server import run
+from services.hostagent.app import HostAgentApp
 
-# Health and reflection only until stratus.hostagent.v1 lands (issue 4).
-run(HealthOnlyApp("hostagent"))
+run(HostAgentApp())

@@ -71,6 +71,9 @@ class PlacementApp:
         ext_proc_grpc.add_ExternalProcessorServicer_to_server(BodyGuard(SERVICES), server)
         return [s.full_name for s in SERVICES] + ["envoy.service.ext_proc.v3.ExternalProcessor"]
 
+    async def serving(self) -> None:
+        pass
+
     async def stop(self) -> None:
         if self.db is not None:
             await self.db.close()

@@ -6,7 +6,7 @@ import uuid
 
 import grpc
 import pytest
-from stratus.compute.v1 import flavors_pb2, flavors_pb2_grpc
+from stratus.compute.v1 import flavors_pb2, flavors_pb2_grpc, host_events_pb2, host_events_pb2_grpc
 
 from tests.harness import ADMIN, MEMBER
 
@@ -97,9 +97,33 @@ def test_no_grpc_plumbing_leaks_to_rest_clients(sqlite_mesh):
 
 
 def test_native_grpc_clients_can_use_the_edge(sqlite_mesh):
-    """Envoy also routes plain gRPC by package, so tools need only one address."""
+    """Envoy also routes plain gRPC to the public services, so tools need only one address."""
     with grpc.insecure_channel(sqlite_mesh.layout.address("envoy")) as channel:
         reply = flavors_pb2_grpc.FlavorServiceStub(channel).ListFlavors(
             flavors_pb2.ListFlavorsRequest(page_size=1), metadata=tuple(MEMBER.items()), timeout=5
         )
     assert isinstance(reply, flavors_pb2.ListFlavorsResponse)
+
+
+def test_native_grpc_errors_through_the_edge_keep_their_status(sqlite_mesh):
+    """Broke once: the edge stripped grpc-status from trailers-only answers ("No status")."""
+    edge = sqlite_mesh.layout.address("envoy")
+    with grpc.insecure_channel(edge) as channel, pytest.raises(grpc.RpcError) as missing:
+        flavors_pb2_grpc.FlavorServiceStub(channel).GetFlavor(
+            flavors_pb2.GetFlavorRequest(id=str(uuid.uuid4())),
+            metadata=tuple(MEMBER.items()),
+            timeout=5,
+        )
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_internal_services_are_not_reachable_through_the_edge(sqlite_mesh):
+    request = host_events_pb2.ReportPowerStatesRequest(
+        host="h", changes=[host_events_pb2.PowerStateChange(server_id=str(uuid.uuid4()))]
+    )
+    edge = sqlite_mesh.layout.address("envoy")
+    with grpc.insecure_channel(edge) as channel, pytest.raises(grpc.RpcError) as hidden:
+        host_events_pb2_grpc.HostEventServiceStub(channel).ReportPowerStates(
+            request, metadata=(("x-stratus-roles", "service"),), timeout=5
+        )
+    assert hidden.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -1,0 +1,103 @@
+"""hostagent process: one per compute host.
+
+It owns the driver that creates servers, reports the host to placement and
+keeps the host's liveness key in etcd. Placement or etcd being down at start
+does not stop it: both loops retry in the background and catch up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import grpc
+from stratus.hostagent.v1 import hostagent_pb2, hostagent_pb2_grpc
+
+from services.common.config import ServiceSection, Settings
+from services.common.context import ROLES_KEY, SERVICE_ROLE, USER_KEY
+from services.common.liveness import HostLease
+from services.hostagent.drivers import make_driver
+from services.hostagent.drivers.base import Driver
+from services.hostagent.identity import HostIdentity, host_identity
+from services.hostagent.inventory import InventoryReporter
+from services.hostagent.power_sync import PowerStateSync, api_gateway_reporter
+from services.hostagent.servicer import HostAgentServicer
+
+log = logging.getLogger(__name__)
+SERVICE = hostagent_pb2.DESCRIPTOR.services_by_name["HostAgentService"]
+
+
+class HostAgentApp:
+    name = "hostagent"
+
+    def __init__(self) -> None:
+        self.driver: Driver | None = None
+        self.identity: HostIdentity | None = None
+        self._channels: list[grpc.aio.Channel] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    def section(self, settings: Settings) -> ServiceSection:
+        return settings.hostagent
+
+    async def start(self, settings: Settings) -> None:
+        section = settings.hostagent
+        try:
+            self.driver = make_driver(section)
+        except ImportError as exc:
+            raise SystemExit(
+                f"hostagent: the {section.driver} driver cannot load ({exc}); for libvirt "
+                "install Debian's libvirt-dev and pkg-config, then `make venv`"
+            ) from exc
+        self.identity = identity = host_identity(section, settings.state_dir)
+        metadata = ((ROLES_KEY, SERVICE_ROLE), (USER_KEY, f"hostagent:{identity.host}"))
+        placement = grpc.aio.insecure_channel(settings.placement.target)
+        api_gateway = grpc.aio.insecure_channel(settings.api_gateway.target)
+        self._channels = [placement, api_gateway]
+        self.inventory = InventoryReporter(placement, identity, self.driver, section, metadata)
+        self.sync = PowerStateSync(
+            self.driver,
+            api_gateway_reporter(api_gateway, identity.host, metadata),
+            section.power_sync_interval_s,
+        )
+        self.lease = HostLease(
+            endpoints=settings.etcd_endpoints,
+            prefix=settings.etcd_prefix,
+            host=identity.host,
+            value={
+                "host": identity.host,
+                "address": section.target,
+                "provider_uuid": identity.provider_uuid,
+                "driver": self.driver.name,
+            },
+            ttl=section.liveness_ttl_s,
+        )
+
+    def register(self, server: grpc.aio.Server) -> list[str]:
+        assert self.driver is not None and self.identity is not None, "start() first"
+        hostagent_pb2_grpc.add_HostAgentServiceServicer_to_server(
+            HostAgentServicer(self.driver, self.identity, self.sync), server
+        )
+        return [SERVICE.full_name]
+
+    async def serving(self) -> None:
+        # Announce the host only once its API answers.
+        self._tasks = [
+            asyncio.create_task(self.inventory.run(self._stop), name="inventory"),
+            asyncio.create_task(self.sync.run(self._stop), name="power-sync"),
+        ]
+        await self.lease.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        # Give up the liveness key first, so schedulers stop choosing this host now.
+        with contextlib.suppress(Exception):
+            await self.lease.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for channel in self._channels:
+            await channel.close()
+        if self.driver is not None:
+            await self.driver.close()
