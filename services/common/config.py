@@ -69,6 +69,37 @@ class PlacementSection(DatabaseSection):
 
 class SchedulerSection(ServiceSection):
     listen: str = _listen(8792)
+    candidate_sample_size: int = Field(
+        50,
+        ge=1,
+        description=(
+            "Hosts sampled at random from placement per decision; all are read only "
+            "when the sample leaves too few."
+        ),
+    )
+    max_alternates: int = Field(
+        3, ge=0, le=20, description="Alternate hosts returned with each chosen host."
+    )
+    host_subset_size: int = Field(
+        3,
+        ge=1,
+        description="Choose at random among this many best hosts, so replicas do not collide.",
+    )
+    ram_weight_multiplier: float = Field(
+        1.0, description="Free RAM weight: positive spreads servers, negative packs them."
+    )
+    vcpu_weight_multiplier: float = Field(
+        1.0, description="Free VCPU weight: positive spreads servers, negative packs them."
+    )
+    soft_affinity_weight_multiplier: float = Field(
+        1.0, ge=0, description="How strongly soft-affinity prefers hosts of the group."
+    )
+    soft_anti_affinity_weight_multiplier: float = Field(
+        1.0, ge=0, description="How strongly soft-anti-affinity avoids hosts of the group."
+    )
+    group_lock_ttl_s: int = Field(
+        30, ge=5, description="TTL of the etcd lock held while placing a server group's members."
+    )
 
 
 class QuotaSection(ServiceSection):
@@ -107,6 +138,9 @@ class LibvirtDriverSection(_Section):
 class HostAgentSection(ServiceSection):
     listen: str = _listen(8794)
     host: str = Field("", description="This host's name in placement and etcd; empty = hostname.")
+    availability_zone: str = Field(
+        "default", min_length=1, description="The availability zone this host belongs to."
+    )
     driver: Literal["fake", "libvirt"] = Field("fake", description="Which driver runs servers.")
     fake: FakeDriverSection = Field(default_factory=FakeDriverSection)
     libvirt: LibvirtDriverSection = Field(default_factory=LibvirtDriverSection)

@@ -67,6 +67,12 @@ class QuotaExceeded(StratusError):
     default_code = "quota.exceeded"
 
 
+class NoValidHost(StratusError):
+    """Nothing can hold the request now: every host was removed by some step."""
+
+    default_code = "compute.no_valid_host"
+
+
 class Unavailable(StratusError):
     """A dependency (database, etcd, another service) is unreachable right now."""
 
@@ -85,6 +91,7 @@ GRPC_STATUS: dict[type[StratusError], grpc.StatusCode] = {
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     Conflict: grpc.StatusCode.ABORTED,
     QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    NoValidHost: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     Internal: grpc.StatusCode.INTERNAL,
 }

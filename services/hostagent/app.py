@@ -70,6 +70,7 @@ class HostAgentApp:
                 "address": section.target,
                 "provider_uuid": identity.provider_uuid,
                 "driver": self.driver.name,
+                "availability_zone": section.availability_zone,
             },
             ttl=section.liveness_ttl_s,
         )

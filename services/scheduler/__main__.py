@@ -1,4 +1,4 @@
-from services.common.server import HealthOnlyApp, run
+from services.common.server import run
+from services.scheduler.app import SchedulerApp
 
-# Health and reflection only until stratus.scheduler.v1 lands (issue 5).
-run(HealthOnlyApp("scheduler"))
+run(SchedulerApp())

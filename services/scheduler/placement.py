@@ -1,0 +1,103 @@
+"""The scheduler's calls to placement: candidates, claims, and reading claims back."""
+
+from __future__ import annotations
+
+import grpc
+from stratus.placement.v1 import allocation_candidates_pb2 as cand_pb
+from stratus.placement.v1 import (
+    allocation_candidates_pb2_grpc,
+    allocations_pb2_grpc,
+    resource_providers_pb2_grpc,
+)
+from stratus.placement.v1 import allocations_pb2 as alloc_pb
+from stratus.placement.v1 import resource_providers_pb2 as rp_pb
+
+from services.common.errors import Unavailable
+from services.scheduler.request import SchedulingRequest
+
+CALL_TIMEOUT_S = 30
+
+
+class ClaimLost(Exception):
+    """Placement refused the claim: another request took the room first."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PlacementClient:
+    def __init__(self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._candidates = allocation_candidates_pb2_grpc.AllocationCandidateServiceStub(channel)
+        self._allocations = allocations_pb2_grpc.AllocationServiceStub(channel)
+        self._providers = resource_providers_pb2_grpc.ResourceProviderServiceStub(channel)
+        self._metadata = metadata
+        self._roots: dict[str, str] = {}  # provider -> root; a provider never changes tree here
+
+    async def _call(self, method, request):
+        try:
+            return await method(request, metadata=self._metadata, timeout=CALL_TIMEOUT_S)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise Unavailable(
+                    f"placement is unreachable ({exc.details()}); nothing was claimed, retry",
+                    code="scheduler.placement_unavailable",
+                ) from exc
+            raise
+
+    async def candidates(
+        self, request: SchedulingRequest, limit: int
+    ) -> cand_pb.ListAllocationCandidatesResponse:
+        return await self._call(
+            self._candidates.ListAllocationCandidates,
+            cand_pb.ListAllocationCandidatesRequest(
+                resources=request.resources,
+                required_traits=request.required_traits,
+                forbidden_traits=request.forbidden_traits,
+                limit=limit,
+                # A random start, so replicas asking at the same moment see different hosts.
+                randomize=bool(limit),
+            ),
+        )
+
+    async def claim(
+        self, instance_id: str, request: SchedulingRequest, allocations: dict[str, dict[str, int]]
+    ) -> None:
+        try:
+            await self._call(
+                self._allocations.PutAllocations,
+                alloc_pb.PutAllocationsRequest(
+                    consumer_uuid=instance_id,
+                    project_id=request.project_id,
+                    user_id=request.user_id,
+                    allocations=[
+                        alloc_pb.Allocation(resource_provider_uuid=rp, resources=res)
+                        for rp, res in allocations.items()
+                    ],
+                ),
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.ABORTED:
+                raise ClaimLost(exc.details() or "conflict") from exc
+            raise
+
+    async def allocations_of(self, consumer: str) -> dict[str, dict[str, int]]:
+        reply = await self._call(
+            self._allocations.GetAllocations, alloc_pb.GetAllocationsRequest(consumer_uuid=consumer)
+        )
+        return {a.resource_provider_uuid: dict(a.resources) for a in reply.allocations}
+
+    async def release(self, consumer: str) -> None:
+        await self._call(
+            self._allocations.DeleteAllocations,
+            alloc_pb.DeleteAllocationsRequest(consumer_uuid=consumer),
+        )
+
+    async def root_of(self, provider_uuid: str) -> str:
+        if provider_uuid not in self._roots:
+            provider = await self._call(
+                self._providers.GetResourceProvider,
+                rp_pb.GetResourceProviderRequest(uuid=provider_uuid),
+            )
+            self._roots[provider_uuid] = provider.root_uuid or provider.uuid
+        return self._roots[provider_uuid]
