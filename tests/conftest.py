@@ -79,7 +79,7 @@ def meshes(tmp_path_factory, postgres) -> Iterator[dict]:
             state = tmp_path_factory.mktemp(f"mesh-{kind}")
             layout = MeshLayout.on_free_ports(state / "state")
             if kind == "postgresql":
-                for service in ("api_gateway", "placement"):
+                for service in ("api_gateway", "placement", "quota"):
                     layout.database_urls[service] = postgres.new()
             mesh = RunningMesh(layout, logs=state / "logs")
             mesh.start()

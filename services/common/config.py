@@ -102,8 +102,21 @@ class SchedulerSection(ServiceSection):
     )
 
 
-class QuotaSection(ServiceSection):
+class QuotaSection(DatabaseSection):
     listen: str = _listen(8793)
+    # Limits of a project no admin set another limit for; -1 means unlimited.
+    default_instances: int = Field(10, ge=-1, description="Servers per project; -1 = unlimited.")
+    default_cores: int = Field(20, ge=-1, description="Server vCPUs per project; -1 = unlimited.")
+    default_ram_mb: int = Field(
+        51200, ge=-1, description="Server memory (MB) per project; -1 = unlimited."
+    )
+    default_key_pairs: int = Field(100, ge=-1, description="Key pairs per project; -1 = unlimited.")
+    default_server_groups: int = Field(
+        10, ge=-1, description="Server groups per project; -1 = unlimited."
+    )
+    default_server_group_members: int = Field(
+        10, ge=-1, description="Servers per server group; -1 = unlimited."
+    )
 
 
 class FakeDriverSection(_Section):

@@ -46,29 +46,6 @@ class ServiceApp(Protocol):
         """Release what start() opened; in-flight calls have finished."""
 
 
-class HealthOnlyApp:
-    """A service whose own API has not landed yet: it serves health and reflection
-    so the mesh can start and be checked as a whole."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def section(self, settings: Settings) -> ServiceSection:
-        return getattr(settings, self.name)
-
-    async def start(self, settings: Settings) -> None:
-        pass
-
-    def register(self, server: grpc.aio.Server) -> list[str]:
-        return []
-
-    async def serving(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-
 async def serve(app: ServiceApp, settings: Settings, stop_event: asyncio.Event) -> None:
     section = app.section(settings)
     await app.start(settings)

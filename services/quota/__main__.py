@@ -1,4 +1,4 @@
-from services.common.server import HealthOnlyApp, run
+from services.common.server import run
+from services.quota.app import QuotaApp
 
-# Health and reflection only until stratus.quota.v1 lands (issue 5).
-run(HealthOnlyApp("quota"))
+run(QuotaApp())

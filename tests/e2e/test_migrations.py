@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import subprocess
 import sys
 
 import pytest
 from sqlalchemy import inspect, text
 
-from services.api_gateway.app import MIGRATIONS
 from services.common.db import Database, resolve_url
+
+# Every service that owns a database, and tables its first revision creates.
+SCHEMAS = {
+    "api_gateway": {"flavors"},
+    "placement": {"resource_providers", "inventories", "consumers", "allocations"},
+    "quota": {"project_limits", "claims", "usages"},
+}
+
+
+@pytest.fixture(params=sorted(SCHEMAS))
+def service(request) -> str:
+    return request.param
+
+
+def _migrations(service: str):
+    return importlib.import_module(f"services.{service}.app").MIGRATIONS
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path, postgres):
+def database_url(request, service, tmp_path, postgres):
     if request.param == "sqlite":
-        return resolve_url("", tmp_path, "api_gateway")
-    return resolve_url(postgres.new(), tmp_path, "api_gateway")
+        return resolve_url("", tmp_path, service)
+    return resolve_url(postgres.new(), tmp_path, service)
 
 
 async def _tables_and_revision(db: Database):
@@ -29,39 +45,40 @@ async def _tables_and_revision(db: Database):
     return tables, revision
 
 
-def test_migrations_create_the_schema_and_are_idempotent(database_url):
+def test_migrations_create_the_schema_and_are_idempotent(service, database_url):
+    migrations = _migrations(service)
+
     async def scenario():
         db = Database(database_url)
         try:
-            await db.migrate(MIGRATIONS)
+            await db.migrate(migrations)
             first = await _tables_and_revision(db)
-            await db.migrate(MIGRATIONS)  # a restart applies nothing twice
+            await db.migrate(migrations)  # a restart applies nothing twice
             assert await _tables_and_revision(db) == first
             return first
         finally:
             await db.close()
 
     tables, revision = asyncio.run(scenario())
-    assert {"flavors", "alembic_version"} <= tables
+    assert {*SCHEMAS[service], "alembic_version"} <= tables
     assert revision == "0001"
 
 
 MIGRATE_IN_A_PROCESS = """
-import asyncio, sys
-from services.api_gateway.app import MIGRATIONS
+import asyncio, importlib, sys
 from services.common.db import Database
 async def main():
-    db = Database(sys.argv[1])
-    await db.migrate(MIGRATIONS)
+    db = Database(sys.argv[2])
+    await db.migrate(importlib.import_module(f"services.{sys.argv[1]}.app").MIGRATIONS)
     await db.close()
 asyncio.run(main())
 """
 
 
-def test_replicas_starting_together_migrate_one_at_a_time(database_url):
+def test_replicas_starting_together_migrate_one_at_a_time(service, database_url):
     replicas = [
         subprocess.Popen(
-            [sys.executable, "-c", MIGRATE_IN_A_PROCESS, database_url],
+            [sys.executable, "-c", MIGRATE_IN_A_PROCESS, service, database_url],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -78,7 +95,7 @@ def test_replicas_starting_together_migrate_one_at_a_time(database_url):
             await db.close()
 
     tables, revision = asyncio.run(inspect_schema())
-    assert "flavors" in tables and revision == "0001"
+    assert SCHEMAS[service] <= tables and revision == "0001"
 
 
 def test_database_urls_get_async_drivers(tmp_path):
@@ -89,20 +106,20 @@ def test_database_urls_get_async_drivers(tmp_path):
         resolve_url("mysql://h/db", tmp_path, "x")
 
 
-def test_models_and_migrations_agree(database_url):
+def test_models_and_migrations_agree(service, database_url):
     """A model changed without a migration (or the reverse) fails here."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from services.api_gateway.models import Base
+    metadata = importlib.import_module(f"services.{service}.models").Base.metadata
 
     async def diff():
         db = Database(database_url)
         try:
-            await db.migrate(MIGRATIONS)
+            await db.migrate(_migrations(service))
             async with db.engine.connect() as conn:
                 return await conn.run_sync(
-                    lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata)
+                    lambda c: compare_metadata(MigrationContext.configure(c), metadata)
                 )
         finally:
             await db.close()

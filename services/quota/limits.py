@@ -1,0 +1,132 @@
+"""Limits: the configured defaults, the ones admins set per project, and the
+per-project view of limits against usage.
+
+A project's limit of a resource is the one an admin set for it, else the
+default from configuration; -1 means unlimited. Lowering a limit under
+current usage takes nothing back: claims of that resource fail until usage
+drops under it (what Nova does, and the only choice that never breaks a
+running server).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.common.config import QuotaSection
+from services.common.db import Database
+from services.quota.models import ProjectLimitRow, UsageRow
+
+# The proto's ClaimRequest/SetProjectLimitRequest rules list the same names
+# (tests/unit/test_quota_resources.py keeps them in step).
+RESOURCES = ("instances", "cores", "ram_mb", "key_pairs", "server_groups", "server_group_members")
+# Limited per server group (members of one group), not per project.
+PER_SERVER_GROUP = "server_group_members"
+UNLIMITED = -1
+
+_limits = ProjectLimitRow.__table__
+_usages = UsageRow.__table__
+
+
+@dataclass(frozen=True)
+class Limit:
+    value: int  # -1: unlimited
+    is_default: bool
+
+    def allows(self, in_use: int, more: int) -> bool:
+        return self.value == UNLIMITED or in_use + more <= self.value
+
+
+@dataclass(frozen=True)
+class ResourceQuota:
+    limit: int
+    in_use: int
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class ProjectQuota:
+    project_id: str
+    resources: dict[str, ResourceQuota]
+
+
+def default_limits(section: QuotaSection) -> dict[str, int]:
+    return {resource: getattr(section, f"default_{resource}") for resource in RESOURCES}
+
+
+async def read_limits(
+    conn: AsyncConnection, project_id: str, defaults: dict[str, int]
+) -> dict[str, Limit]:
+    """Every resource's limit in the project: the one set for it, else the default."""
+    rows = await conn.execute(
+        select(_limits.c.resource, _limits.c.hard_limit).where(_limits.c.project_id == project_id)
+    )
+    set_for_project = dict(rows.all())
+    return {
+        resource: Limit(set_for_project[resource], False)
+        if resource in set_for_project
+        else Limit(defaults[resource], True)
+        for resource in RESOURCES
+    }
+
+
+async def _read_project(
+    conn: AsyncConnection, project_id: str, defaults: dict[str, int]
+) -> ProjectQuota:
+    limits = await read_limits(conn, project_id, defaults)
+    # MAX over scopes: a project-wide resource has one row (scope ""), and
+    # server_group_members has one per group, of which the fullest matters.
+    rows = await conn.execute(
+        select(_usages.c.resource, func.max(_usages.c.used))
+        .where(_usages.c.project_id == project_id)
+        .group_by(_usages.c.resource)
+    )
+    in_use = {resource: int(used) for resource, used in rows}
+    return ProjectQuota(
+        project_id,
+        {
+            resource: ResourceQuota(limit.value, in_use.get(resource, 0), limit.is_default)
+            for resource, limit in limits.items()
+        },
+    )
+
+
+async def _upsert_limit(conn: AsyncConnection, project_id: str, resource: str, value: int) -> None:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(_limits).values(project_id=project_id, resource=resource, hard_limit=value)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[_limits.c.project_id, _limits.c.resource],
+            set_={"hard_limit": statement.excluded.hard_limit},
+        )
+    )
+
+
+class Limits:
+    def __init__(self, db: Database, defaults: dict[str, int]) -> None:
+        self._db = db
+        self._defaults = defaults
+
+    async def project_quota(self, project_id: str) -> ProjectQuota:
+        async with self._db.read() as conn:
+            return await _read_project(conn, project_id, self._defaults)
+
+    async def set_limit(self, project_id: str, resource: str, value: int) -> ProjectQuota:
+        async with self._db.write() as conn:
+            await _upsert_limit(conn, project_id, resource, value)
+            return await _read_project(conn, project_id, self._defaults)
+
+    async def delete_limit(self, project_id: str, resource: str) -> ProjectQuota:
+        """Back to the default; a limit that was never set is already gone."""
+        async with self._db.write() as conn:
+            await conn.execute(
+                delete(_limits).where(
+                    _limits.c.project_id == project_id, _limits.c.resource == resource
+                )
+            )
+            return await _read_project(conn, project_id, self._defaults)
