@@ -6,10 +6,12 @@ the build produces, so adding an annotated method needs no config edit:
   * gRPC paths (after transcoding, or from native gRPC clients) route by
     package to the owning service (PACKAGE_OWNERS);
   * each REST binding with a body is routed through the owning service's
-    body guard (ext_proc), which rejects unknown JSON fields.
+    body guard (ext_proc), which rejects unknown JSON fields;
+  * every request, REST or gRPC, needs a bearer token signed by the key in
+    --jwks (jwt_authn); its claims become the identity headers (cli/tokens.py).
 
 Usage: python envoy/render.py --descriptor gen/stratus.binpb --out state/envoy.json \
-    --listen 127.0.0.1:8780 --admin 127.0.0.1:8781 \
+    --jwks state/auth/jwks.json --listen 127.0.0.1:8780 --admin 127.0.0.1:8781 \
     --upstream api_gateway=127.0.0.1:8790 --upstream placement=127.0.0.1:8791 ...
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from cli.tokens import CLAIM_HEADERS, ISSUER
 from services.common.http_paths import path_pattern
 
 HERE = Path(__file__).resolve().parent
@@ -97,7 +100,33 @@ def _cluster(name: str, hostport: str) -> dict:
     }
 
 
-def render(descriptor: Path, listen: str, admin: str, upstreams: dict[str, str]) -> dict:
+def _jwt_authn(jwks: Path) -> dict:
+    # The Lua filter before this one has removed any identity header the
+    # client sent; only a verified token's claims put them back.
+    provider = {
+        "issuer": ISSUER,
+        "local_jwks": {"filename": str(jwks.resolve())},
+        # Header only: a token in a query string ends up in logs.
+        "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
+        "forward": False,  # services get the claims, never the token
+        "require_expiration": True,
+        "claim_to_headers": [
+            {"header_name": header, "claim_name": claim} for claim, header in CLAIM_HEADERS.items()
+        ],
+    }
+    return {
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": _TYPE + "filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {"stratus": provider},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "stratus"}}],
+        },
+    }
+
+
+def render(
+    descriptor: Path, listen: str, admin: str, upstreams: dict[str, str], jwks: Path
+) -> dict:
     services, bindings, owners = public_api(descriptor)
     missing = owners - upstreams.keys()
     if missing:
@@ -154,13 +183,17 @@ def render(descriptor: Path, listen: str, admin: str, upstreams: dict[str, str])
 
     http_filters = [
         {
-            # First: on the way back it sees every reply, local ones included.
+            # First: on the way in it drops client-sent identity headers before
+            # jwt_authn; on the way back it sees every reply, local ones included.
             "name": "envoy.filters.http.lua",
             "typed_config": {
                 "@type": _TYPE + "filters.http.lua.v3.Lua",
                 "default_source_code": {"inline_string": (HERE / "fault_body.lua").read_text()},
             },
         },
+        # Before the body guard and the transcoder: nothing unauthenticated
+        # reaches a service, not even its body guard.
+        _jwt_authn(jwks),
         {
             "name": EXT_PROC,
             "typed_config": {
@@ -241,12 +274,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--descriptor", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--jwks", type=Path, required=True, help="public key set that signs bearer tokens"
+    )
     parser.add_argument("--listen", required=True, help="host:port of the REST listener")
     parser.add_argument("--admin", required=True, help="host:port of Envoy's admin interface")
     parser.add_argument("--upstream", action="append", default=[], help="service=host:port")
     args = parser.parse_args()
     upstreams = dict(item.split("=", 1) for item in args.upstream)
-    config = render(args.descriptor, args.listen, args.admin, upstreams)
+    config = render(args.descriptor, args.listen, args.admin, upstreams, args.jwks)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(config, indent=1))
 

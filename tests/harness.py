@@ -3,6 +3,11 @@
 Each process gets its own session (process group) so stopping it stops
 everything it started; every process is stopped at the end, and its log is
 kept under the test's temporary directory for post-mortems.
+
+Tests name callers by the identity headers a service reads (ADMIN, MEMBER).
+Through the edge such an identity travels as a bearer token signed with the
+mesh's key (RunningMesh.rest, .token, .edge_metadata); called directly, a
+service reads the headers as gRPC metadata (the mesh's internal path).
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ import os
 import signal
 import subprocess
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
 import httpx
 
 from deploy.local.mesh import ROOT, MeshLayout, process_env, start_service, wait_ready
+from services.common.context import PROJECT_KEY, ROLES_KEY, USER_KEY
 
 ADMIN = {"x-stratus-roles": "admin", "x-stratus-project": "admin-project", "x-stratus-user": "root"}
 MEMBER = {"x-stratus-roles": "member", "x-stratus-project": "project-a", "x-stratus-user": "alice"}
@@ -90,8 +97,21 @@ class RunningMesh:
             out.append(f"--- {log.name}\n" + "\n".join(tail))
         return "\n".join(out)
 
-    def rest(self, headers: dict[str, str] | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.layout.rest_url, headers=headers or {}, timeout=10)
+    def token(self, identity: dict[str, str], ttl: timedelta = timedelta(hours=1)) -> str:
+        """A token carrying `identity` (identity headers); absent headers are absent claims."""
+        roles = [r.strip() for r in identity.get(ROLES_KEY, "").split(",") if r.strip()]
+        return self.layout.mint_token(
+            project=identity.get(PROJECT_KEY), user=identity.get(USER_KEY), roles=roles, ttl=ttl
+        )
+
+    def edge_metadata(self, identity: dict[str, str]) -> tuple[tuple[str, str], ...]:
+        """gRPC metadata for a call through the edge as `identity`."""
+        return (("authorization", f"Bearer {self.token(identity)}"),)
+
+    def rest(self, identity: dict[str, str] | None = None) -> httpx.Client:
+        """A REST client of the edge; with an identity, it sends that identity's token."""
+        headers = {} if identity is None else dict(self.edge_metadata(identity))
+        return httpx.Client(base_url=self.layout.rest_url, headers=headers, timeout=10)
 
     def channel(self, service: str = "api_gateway") -> grpc.Channel:
         return grpc.insecure_channel(self.layout.address(service))

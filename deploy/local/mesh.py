@@ -15,12 +15,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from honcho.environ import parse_procfile
+
+from cli.tokens import ensure_signing_key, jwks_path, load_signing_key, mint_token
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = Path(__file__).with_name("Procfile")
@@ -60,11 +64,8 @@ DEFAULT_FLAVORS = (
     {"name": "m1.medium", "vcpus": 2, "ram_mb": 4096, "disk_gb": 40},
     {"name": "m1.large", "vcpus": 4, "ram_mb": 8192, "disk_gb": 80},
 )
-ADMIN_HEADERS = {
-    "x-stratus-roles": "admin",
-    "x-stratus-project": "admin",
-    "x-stratus-user": "admin",
-}
+# Who seeds the flavors: an admin of the "admin" project.
+SEED_IDENTITY = {"project": "admin", "user": "admin", "roles": ["admin"]}
 
 
 def free_port() -> int:
@@ -117,6 +118,9 @@ class MeshLayout:
         return env
 
     def render_envoy(self) -> Path:
+        """Write Envoy's config, creating the signing key on first use (reused afterwards):
+        the config names its public key set, which Envoy reads when it starts."""
+        ensure_signing_key(self.state_dir)
         out = self.state_dir / "envoy.json"
         cmd = [
             sys.executable,
@@ -125,6 +129,8 @@ class MeshLayout:
             str(DESCRIPTOR),
             "--out",
             str(out),
+            "--jwks",
+            str(jwks_path(self.state_dir)),
             "--listen",
             self.address("envoy"),
             "--admin",
@@ -144,6 +150,13 @@ class MeshLayout:
             images = self.state_dir / "images"
             images.mkdir(exist_ok=True)
             (images / LIBVIRT_TEST_IMAGE).write_text("stand-in image for libvirt's test driver\n")
+
+    def mint_token(
+        self, *, project: str | None, user: str | None, roles: Iterable[str], ttl: timedelta
+    ) -> str:
+        """A bearer token this mesh's edge accepts (signed with its key)."""
+        key = load_signing_key(self.state_dir)
+        return mint_token(key, project=project, user=user, roles=roles, ttl=ttl)
 
     def procfile_commands(self) -> dict[str, str]:
         """The Procfile's processes for this mesh (without libvirt where it is missing)."""
@@ -235,11 +248,12 @@ def wait_ready(layout: MeshLayout, timeout: float = 60.0, alive=lambda: True) ->
 def seed_flavors(layout: MeshLayout) -> list[str]:
     """Create the default flavors through the REST edge; existing ones are kept."""
     created = []
+    token = layout.mint_token(**SEED_IDENTITY, ttl=timedelta(minutes=5))
     for flavor in DEFAULT_FLAVORS:
         request = urllib.request.Request(
             f"{layout.rest_url}/v1/flavors",
             data=json.dumps(flavor).encode(),
-            headers={"content-type": "application/json", **ADMIN_HEADERS},
+            headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
             method="POST",
         )
         try:

@@ -2,7 +2,8 @@
 
 Starts etcd, Envoy and the five services from deploy/local/Procfile under
 honcho, waits until each answers its health check, seeds default flavors and
-prints how to call the API. Ctrl-C stops everything.
+prints how to call the API, with an admin and a member token. Ctrl-C stops
+everything.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from deploy.local.mesh import (
@@ -23,6 +25,9 @@ from deploy.local.mesh import (
     seed_flavors,
     wait_ready,
 )
+
+# The banner's tokens: long enough for a working day, short enough to expire.
+TOKEN_TTL = timedelta(hours=12)
 
 
 def main() -> int:
@@ -81,6 +86,9 @@ def banner(layout: MeshLayout, created: list[str]) -> str:
     seeded = (
         f"seeded flavors: {', '.join(created)}" if created else "flavors kept from the last run"
     )
+    admin = layout.mint_token(project="admin", user="admin", roles=["admin"], ttl=TOKEN_TTL)
+    member = layout.mint_token(project="demo", user="demo", roles=["member"], ttl=TOKEN_TTL)
+    hours = f"{TOKEN_TTL.total_seconds() / 3600:.0f}"
     grpc = "\n".join(f"  {s:<12} {layout.address(s)}" for s in SERVICES if s != "hostagent")
     hosts = "\n".join(f"  {HOST_AGENTS[a]:<12} {layout.address(a)}" for a in layout.agents)
     libvirt_note = (
@@ -98,12 +106,22 @@ host agents:
 etcd:          {layout.address("etcd")}
 state:         {layout.state_dir}   ({seeded})
 
+Tokens for {hours} h, an admin (project "admin") and a member (project "demo"):
+  export ADMIN_TOKEN={admin}
+  export TOKEN={member}
+More: .venv/bin/stratus-manage token create --state-dir {layout.state_dir} \\
+        --project P --user U --role member --ttl 1h
+
 Try:
-  curl -s {layout.rest_url}/v1/flavors
-  curl -s {layout.rest_url}/v1/flavors -H 'x-stratus-roles: admin' \\
+  export STRATUS_URL={layout.rest_url} STRATUS_TOKEN=$TOKEN
+  .venv/bin/stratus server create web --flavor m1.tiny --image cirros --wait
+  .venv/bin/stratus server list
+  curl -s {layout.rest_url}/v1/servers -H "Authorization: Bearer $TOKEN"
+  curl -s {layout.rest_url}/v1/flavors -H "Authorization: Bearer $ADMIN_TOKEN" \\
        -d '{{"name": "m2.xl", "vcpus": 8, "ram_mb": 16384}}'
-  curl -s {layout.rest_url}/v1/placement/resource_providers -H 'x-stratus-roles: admin'
-  .venv/bin/grpcurl -plaintext {layout.address("api_gateway")} list
+  curl -s {layout.rest_url}/v1/placement/resource_providers -H "Authorization: Bearer $ADMIN_TOKEN"
+  .venv/bin/grpcurl -plaintext -protoset gen/stratus.binpb -H "authorization: Bearer $TOKEN" \\
+       {layout.address("envoy")} stratus.compute.v1.FlavorService/ListFlavors
 
 Ctrl-C stops everything.
 ==============================================="""

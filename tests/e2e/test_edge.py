@@ -100,7 +100,9 @@ def test_native_grpc_clients_can_use_the_edge(sqlite_mesh):
     """Envoy also routes plain gRPC to the public services, so tools need only one address."""
     with grpc.insecure_channel(sqlite_mesh.layout.address("envoy")) as channel:
         reply = flavors_pb2_grpc.FlavorServiceStub(channel).ListFlavors(
-            flavors_pb2.ListFlavorsRequest(page_size=1), metadata=tuple(MEMBER.items()), timeout=5
+            flavors_pb2.ListFlavorsRequest(page_size=1),
+            metadata=sqlite_mesh.edge_metadata(MEMBER),
+            timeout=5,
         )
     assert isinstance(reply, flavors_pb2.ListFlavorsResponse)
 
@@ -111,19 +113,22 @@ def test_native_grpc_errors_through_the_edge_keep_their_status(sqlite_mesh):
     with grpc.insecure_channel(edge) as channel, pytest.raises(grpc.RpcError) as missing:
         flavors_pb2_grpc.FlavorServiceStub(channel).GetFlavor(
             flavors_pb2.GetFlavorRequest(id=str(uuid.uuid4())),
-            metadata=tuple(MEMBER.items()),
+            metadata=sqlite_mesh.edge_metadata(MEMBER),
             timeout=5,
         )
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_internal_services_are_not_reachable_through_the_edge(sqlite_mesh):
+    """Not even with a valid token carrying the service role."""
     request = host_events_pb2.ReportPowerStatesRequest(
         host="h", changes=[host_events_pb2.PowerStateChange(server_id=str(uuid.uuid4()))]
     )
     edge = sqlite_mesh.layout.address("envoy")
     with grpc.insecure_channel(edge) as channel, pytest.raises(grpc.RpcError) as hidden:
         host_events_pb2_grpc.HostEventServiceStub(channel).ReportPowerStates(
-            request, metadata=(("x-stratus-roles", "service"),), timeout=5
+            request,
+            metadata=sqlite_mesh.edge_metadata({"x-stratus-roles": "service"}),
+            timeout=5,
         )
     assert hidden.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -108,7 +108,9 @@ def test_only_stratus_services_and_admins_may_call_an_agent(fake_agent):
 
 
 def test_agents_are_not_reachable_through_the_edge(sqlite_mesh):
+    """Not even with a valid token carrying the service role."""
     edge = sqlite_mesh.layout.address("envoy")
+    service = sqlite_mesh.edge_metadata({"x-stratus-roles": "service", "x-stratus-user": "t"})
     with grpc.insecure_channel(edge) as channel, pytest.raises(grpc.RpcError) as hidden:
-        call(agent(channel).ListServers, pb.ListServersRequest())
+        call(agent(channel).ListServers, pb.ListServersRequest(), metadata=service)
     assert hidden.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -1,9 +1,11 @@
-"""`make run`'s launcher: comes up, seeds flavors once, and Ctrl-C leaves nothing behind."""
+"""`make run`'s launcher: comes up, seeds flavors once, prints tokens that work, and Ctrl-C
+leaves nothing behind."""
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -61,6 +63,12 @@ def _wait_banner(proc, timeout=60) -> str:
     raise AssertionError("no banner:\n" + "".join(seen[-40:]))
 
 
+def _tokens(banner: str) -> dict[str, dict[str, str]]:
+    """The banner's `export NAME=token` lines, as auth headers by name."""
+    found = re.findall(r"^  export (\w+)=(\S+)$", banner, re.MULTILINE)
+    return {name: {"authorization": f"Bearer {token}"} for name, token in found}
+
+
 def _interrupt(proc) -> None:
     # What a terminal's Ctrl-C does: SIGINT to the whole foreground group.
     if proc.poll() is None:
@@ -77,18 +85,28 @@ def test_run_comes_up_seeds_once_and_stops_cleanly(tmp_path):
     try:
         banner = _wait_banner(proc)
         assert rest in banner and "seeded flavors: m1.tiny" in banner
-        names = [f["name"] for f in httpx.get(f"{rest}/v1/flavors").json()["flavors"]]
+        tokens = _tokens(banner)
+        assert tokens.keys() == {"ADMIN_TOKEN", "TOKEN"}
+        listed = httpx.get(f"{rest}/v1/flavors", headers=tokens["TOKEN"]).json()
+        names = [f["name"] for f in listed["flavors"]]
         assert names == ["m1.large", "m1.medium", "m1.small", "m1.tiny"]
+        # The member token is a member's: creating a flavor takes the admin one.
+        flavor = {"name": "banner-check", "vcpus": 1, "ram_mb": 256}
+        denied = httpx.post(f"{rest}/v1/flavors", json=flavor, headers=tokens["TOKEN"])
+        assert denied.status_code == 403
+        assert httpx.get(f"{rest}/v1/flavors").status_code == 401
     finally:
         _interrupt(proc)
     assert proc.returncode == 0
     assert [p for p in ports if _listening(p)] == []
 
-    # A second run keeps the state of the first and does not seed twice.
+    # A second run keeps the state of the first, its signing key included: the
+    # first run's tokens still work, and flavors are not seeded twice.
     proc = _launch(tmp_path / "state", base)
     try:
         assert "flavors kept from the last run" in _wait_banner(proc)
-        assert len(httpx.get(f"{rest}/v1/flavors").json()["flavors"]) == 4
+        listed = httpx.get(f"{rest}/v1/flavors", headers=tokens["ADMIN_TOKEN"]).json()
+        assert len(listed["flavors"]) == 4
     finally:
         _interrupt(proc)
     assert [p for p in ports if _listening(p)] == []

@@ -1,0 +1,1 @@
+"""Stratus command-line tools (stratus-manage: the signing key and tokens)."""
