@@ -17,6 +17,7 @@ import pytest
 from deploy.local.mesh import MeshLayout
 from tests.etcd_server import EtcdServer
 from tests.harness import RunningMesh
+from tests.hostagent_client import wait_hosts_registered
 
 PG_ADMIN_URL = os.environ.get(
     "STRATUS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -84,6 +85,8 @@ def meshes(tmp_path_factory, postgres) -> Iterator[dict]:
             mesh = RunningMesh(layout, logs=state / "logs")
             mesh.start()
             started[kind] = mesh
+            # Agents report to placement just after they serve; tests need the hosts.
+            wait_hosts_registered(mesh)
         return started[kind]
 
     yield get

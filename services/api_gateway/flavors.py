@@ -135,6 +135,19 @@ class Flavors:
             raise NotFound(f"flavor {flavor_id} does not exist", code="compute.flavor_not_found")
         return _from_row(row)
 
+    async def find(self, ctx: RequestContext, id_or_name: str) -> Flavor:
+        """A flavor by id or, failing that, by name (what users type)."""
+        async with self._db.transaction() as session:
+            row = await session.get(FlavorRow, id_or_name)
+            if row is None:
+                row = await session.scalar(select(FlavorRow).where(FlavorRow.name == id_or_name))
+        if row is None or not (row.is_public or ctx.is_admin):
+            raise NotFound(
+                f"flavor {id_or_name!r} does not exist; `GET /v1/flavors` lists them",
+                code="compute.flavor_not_found",
+            )
+        return _from_row(row)
+
     async def list(
         self, ctx: RequestContext, page_size: int, page_token: str
     ) -> tuple[list[Flavor], str]:

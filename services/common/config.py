@@ -61,6 +61,9 @@ class DatabaseSection(ServiceSection):
 
 class ApiGatewaySection(DatabaseSection):
     listen: str = _listen(8790)
+    max_build_attempts: int = Field(
+        3, ge=1, le=10, description="Hosts a server's spawn is tried on before it goes to ERROR."
+    )
 
 
 class PlacementSection(DatabaseSection):

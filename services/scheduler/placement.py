@@ -12,7 +12,7 @@ from stratus.placement.v1 import (
 from stratus.placement.v1 import allocations_pb2 as alloc_pb
 from stratus.placement.v1 import resource_providers_pb2 as rp_pb
 
-from services.common.errors import Unavailable
+from services.common.errors import NoValidHost, Unavailable
 from services.scheduler.request import SchedulingRequest
 
 CALL_TIMEOUT_S = 30
@@ -48,17 +48,25 @@ class PlacementClient:
     async def candidates(
         self, request: SchedulingRequest, limit: int
     ) -> cand_pb.ListAllocationCandidatesResponse:
-        return await self._call(
-            self._candidates.ListAllocationCandidates,
-            cand_pb.ListAllocationCandidatesRequest(
-                resources=request.resources,
-                required_traits=request.required_traits,
-                forbidden_traits=request.forbidden_traits,
-                limit=limit,
-                # A random start, so replicas asking at the same moment see different hosts.
-                randomize=bool(limit),
-            ),
-        )
+        try:
+            return await self._call(
+                self._candidates.ListAllocationCandidates,
+                cand_pb.ListAllocationCandidatesRequest(
+                    resources=request.resources,
+                    required_traits=request.required_traits,
+                    forbidden_traits=request.forbidden_traits,
+                    limit=limit,
+                    # A random start, so replicas asking at the same moment see different hosts.
+                    randomize=bool(limit),
+                ),
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                raise
+            # A trait or resource class no host has ever reported: nothing can hold it.
+            raise NoValidHost(
+                f"no host can hold the request: placement says {exc.details()}"
+            ) from exc
 
     async def claim(
         self, instance_id: str, request: SchedulingRequest, allocations: dict[str, dict[str, int]]

@@ -12,9 +12,16 @@ from sqlalchemy import inspect, text
 
 from services.common.db import Database, resolve_url
 
+
 # Every service that owns a database, and tables its first revision creates.
+def _head(service: str) -> str:
+    """The newest revision of a service's migrations (the files are numbered)."""
+    versions = sorted((_migrations(service) / "versions").glob("[0-9]*.py"))
+    return versions[-1].name.split("_", 1)[0]
+
+
 SCHEMAS = {
-    "api_gateway": {"flavors"},
+    "api_gateway": {"flavors", "servers", "server_actions", "key_pairs", "server_groups"},
     "placement": {"resource_providers", "inventories", "consumers", "allocations"},
     "quota": {"project_limits", "claims", "usages"},
 }
@@ -61,7 +68,7 @@ def test_migrations_create_the_schema_and_are_idempotent(service, database_url):
 
     tables, revision = asyncio.run(scenario())
     assert {*SCHEMAS[service], "alembic_version"} <= tables
-    assert revision == "0001"
+    assert revision == _head(service)
 
 
 MIGRATE_IN_A_PROCESS = """
@@ -95,7 +102,7 @@ def test_replicas_starting_together_migrate_one_at_a_time(service, database_url)
             await db.close()
 
     tables, revision = asyncio.run(inspect_schema())
-    assert SCHEMAS[service] <= tables and revision == "0001"
+    assert SCHEMAS[service] <= tables and revision == _head(service)
 
 
 def test_database_urls_get_async_drivers(tmp_path):

@@ -16,7 +16,9 @@ from tests.scheduler_client import SimulatedHosts, scheduler, select, select_req
 @pytest.fixture
 def hosts(sqlite_mesh):
     with sqlite_mesh.channel("placement") as channel:
-        yield SimulatedHosts(Placement(channel), sqlite_mesh.layout.address("etcd"))
+        simulated = SimulatedHosts(Placement(channel), sqlite_mesh.layout.address("etcd"))
+        yield simulated
+        simulated.set_dead(simulated.hosts)  # no stale live hosts for other tests
 
 
 @pytest.fixture

@@ -23,7 +23,9 @@ def two_schedulers(mesh):
 @pytest.fixture
 def hosts(mesh):
     with mesh.channel("placement") as channel:
-        yield SimulatedHosts(Placement(channel), mesh.layout.address("etcd"))
+        simulated = SimulatedHosts(Placement(channel), mesh.layout.address("etcd"))
+        yield simulated
+        simulated.set_dead(simulated.hosts)  # no stale live hosts for other tests
 
 
 def run_concurrently(addresses, requests):

@@ -1,10 +1,8 @@
-"""Power changes made outside Stratus are noticed and reported, and never lost.
+"""The agent's side of power sync: changes made outside Stratus are noticed,
+reported once, and kept while api_gateway cannot take them.
 
-api_gateway does not implement ReportPowerStates yet (issue 6 builds the
-servers it would update), so one test points the sync at the real
-api_gateway, which answers UNIMPLEMENTED, and checks that nothing crashes and
-nothing is dropped; the other records reports in a list, standing in for the
-api_gateway implementation to come.
+Reports go to a list here (or to an address where nothing listens); what
+api_gateway does with one is tested in tests/e2e/test_servers_hosts.py.
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ import uuid
 
 import grpc
 
+from deploy.local.mesh import free_port
 from services.common.context import ROLES_KEY, SERVICE_ROLE
 from services.hostagent.drivers.base import HostResources, PowerState, ServerSpec
 from services.hostagent.drivers.fake import FakeDriver
@@ -52,11 +51,12 @@ async def test_changes_outside_stratus_are_reported_once():
     assert reports[-1] == {server_id: PowerState.NOSTATE}
 
 
-async def test_unaccepted_reports_stay_pending_and_are_logged_once(sqlite_mesh, caplog):
+async def test_unaccepted_reports_stay_pending_and_are_logged_once(caplog):
     driver = fake_host()
     server_id = await spawn(driver)
     metadata = ((ROLES_KEY, SERVICE_ROLE),)
-    async with grpc.aio.insecure_channel(sqlite_mesh.layout.address("api_gateway")) as channel:
+    # api_gateway down: nothing listens there.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}") as channel:
         sync = PowerStateSync(driver, api_gateway_reporter(channel, "fake-x", metadata), 60)
         with caplog.at_level(logging.DEBUG, logger="services.hostagent.power_sync"):
             for _ in range(3):
@@ -64,4 +64,4 @@ async def test_unaccepted_reports_stay_pending_and_are_logged_once(sqlite_mesh, 
     assert sync.pending == {server_id: PowerState.RUNNING}
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert "UNIMPLEMENTED" in warnings[0].getMessage()
+    assert "UNAVAILABLE" in warnings[0].getMessage()

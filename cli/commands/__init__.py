@@ -1,0 +1,1 @@
+"""The `stratus` command groups, one module per resource."""

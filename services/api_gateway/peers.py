@@ -1,0 +1,174 @@
+"""api_gateway's calls to the other services, as plain Python calls.
+
+Each client turns a peer's gRPC error back into our own StratusError (same
+status, code and message), so a quota refusal reaches the user as the 429
+quota gave, not as a generic failure.
+"""
+
+from __future__ import annotations
+
+import grpc
+from stratus.hostagent.v1 import hostagent_pb2 as agent_pb
+from stratus.hostagent.v1 import hostagent_pb2_grpc
+from stratus.placement.v1 import allocations_pb2 as alloc_pb
+from stratus.placement.v1 import allocations_pb2_grpc, resource_providers_pb2_grpc
+from stratus.placement.v1 import resource_providers_pb2 as rp_pb
+from stratus.quota.v1 import quota_pb2, quota_pb2_grpc
+from stratus.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
+
+from services.common.context import REQUEST_ID_KEY, ROLES_KEY, SERVICE_ROLE, USER_KEY, current
+from services.common.peer_errors import from_rpc_error
+
+CALL_TIMEOUT_S = 30
+# A spawn may wait for a hypervisor; generous, but bounded.
+AGENT_TIMEOUT_S = 120
+
+
+def _metadata() -> tuple[tuple[str, str], ...]:
+    ctx = current()
+    return ((ROLES_KEY, SERVICE_ROLE), (USER_KEY, "api_gateway"), (REQUEST_ID_KEY, ctx.request_id))
+
+
+async def _call(peer: str, method, request, deadline_s: float = CALL_TIMEOUT_S):
+    try:
+        return await method(request, metadata=_metadata(), timeout=deadline_s)
+    except grpc.aio.AioRpcError as exc:
+        raise from_rpc_error(exc, peer) from exc
+
+
+class Quota:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = quota_pb2_grpc.QuotaServiceStub(channel)
+
+    async def claim(
+        self, consumer: str, project: str, deltas: dict[str, int], server_group: str = ""
+    ) -> None:
+        await _call(
+            "quota",
+            self._stub.Claim,
+            quota_pb2.ClaimRequest(
+                consumer_id=consumer,
+                project_id=project,
+                deltas=deltas,
+                server_group_id=server_group,
+            ),
+        )
+
+    async def release(self, consumer: str) -> None:
+        await _call("quota", self._stub.Release, quota_pb2.ReleaseRequest(consumer_id=consumer))
+
+    async def project(self, project: str) -> quota_pb2.ProjectQuota:
+        return await _call(
+            "quota",
+            self._stub.GetProjectQuota,
+            quota_pb2.GetProjectQuotaRequest(project_id=project),
+        )
+
+
+class Scheduler:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+
+    async def select(
+        self, request: scheduler_pb2.SelectDestinationsRequest
+    ) -> scheduler_pb2.SelectDestinationsResponse:
+        return await _call("scheduler", self._stub.SelectDestinations, request)
+
+
+class Placement:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._allocations = allocations_pb2_grpc.AllocationServiceStub(channel)
+        self._providers = resource_providers_pb2_grpc.ResourceProviderServiceStub(channel)
+
+    async def move(
+        self, consumer: str, project: str, user: str, allocations: dict[str, dict[str, int]]
+    ) -> None:
+        """Replace the consumer's allocations with these, in one step."""
+        held = await _call(
+            "placement",
+            self._allocations.GetAllocations,
+            alloc_pb.GetAllocationsRequest(consumer_uuid=consumer),
+        )
+        request = alloc_pb.PutAllocationsRequest(
+            consumer_uuid=consumer,
+            project_id=project,
+            user_id=user,
+            allocations=[
+                alloc_pb.Allocation(resource_provider_uuid=rp, resources=res)
+                for rp, res in allocations.items()
+            ],
+        )
+        if held.allocations:
+            request.consumer_generation = held.consumer_generation
+        await _call("placement", self._allocations.PutAllocations, request)
+
+    async def release(self, consumer: str) -> None:
+        await _call(
+            "placement",
+            self._allocations.DeleteAllocations,
+            alloc_pb.DeleteAllocationsRequest(consumer_uuid=consumer),
+        )
+
+    async def usage(self, provider: str) -> dict[str, tuple[int, int]]:
+        """Capacity and use per resource class of one provider."""
+        inventories = await _call(
+            "placement",
+            self._providers.GetInventories,
+            rp_pb.GetInventoriesRequest(uuid=provider),
+        )
+        return {
+            i.resource_class: (int((i.total - i.reserved) * (i.allocation_ratio or 1.0)), i.used)
+            for i in inventories.inventories
+        }
+
+
+class Agents:
+    """One channel per host agent address, opened on first use."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _stub(self, address: str) -> hostagent_pb2_grpc.HostAgentServiceStub:
+        if address not in self._channels:
+            self._channels[address] = grpc.aio.insecure_channel(address)
+        return hostagent_pb2_grpc.HostAgentServiceStub(self._channels[address])
+
+    async def spawn(self, address: str, request: agent_pb.SpawnRequest) -> agent_pb.Server:
+        return await _call("hostagent", self._stub(address).Spawn, request, AGENT_TIMEOUT_S)
+
+    async def destroy(self, address: str, host: str, server_id: str) -> None:
+        await _call(
+            "hostagent",
+            self._stub(address).Destroy,
+            agent_pb.DestroyRequest(host=host, server_id=server_id),
+            AGENT_TIMEOUT_S,
+        )
+
+    async def reboot(self, address: str, host: str, server_id: str, hard: bool) -> agent_pb.Server:
+        kind = agent_pb.REBOOT_TYPE_HARD if hard else agent_pb.REBOOT_TYPE_SOFT
+        return await _call(
+            "hostagent",
+            self._stub(address).Reboot,
+            agent_pb.RebootRequest(host=host, server_id=server_id, type=kind),
+            AGENT_TIMEOUT_S,
+        )
+
+    async def power_off(self, address: str, host: str, server_id: str) -> agent_pb.Server:
+        return await _call(
+            "hostagent",
+            self._stub(address).PowerOff,
+            agent_pb.PowerOffRequest(host=host, server_id=server_id),
+            AGENT_TIMEOUT_S,
+        )
+
+    async def power_on(self, address: str, host: str, server_id: str) -> agent_pb.Server:
+        return await _call(
+            "hostagent",
+            self._stub(address).PowerOn,
+            agent_pb.PowerOnRequest(host=host, server_id=server_id),
+            AGENT_TIMEOUT_S,
+        )
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()

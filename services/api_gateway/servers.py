@@ -1,0 +1,289 @@
+"""Server records: what api_gateway knows about each server, and its state rules.
+
+The record is the source of truth for status and task state. Every step of a
+build, an action or a delete writes its task state first, so a crash leaves
+a record that says where it stopped. State changes that must not race (two
+stops at once, a stop during a build) are conditional UPDATEs: the second one
+matches no row and is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from stratus.compute.v1 import power_state_pb2
+
+from services.api_gateway.models import ServerActionRow, ServerRow
+from services.common import pagination
+from services.common.context import RequestContext
+from services.common.db import Database
+from services.common.errors import Conflict, NotFound
+
+BUILD, ACTIVE, SHUTOFF, REBOOT, ERROR, DELETED = (
+    "BUILD",
+    "ACTIVE",
+    "SHUTOFF",
+    "REBOOT",
+    "ERROR",
+    "DELETED",
+)
+_servers = ServerRow.__table__
+_actions = ServerActionRow.__table__
+
+
+def power_name(value: int) -> str:
+    """RUNNING for stratus.compute.v1.POWER_STATE_RUNNING, as users see it."""
+    return power_state_pb2.PowerState.Name(value).removeprefix("POWER_STATE_")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Action:
+    action: str
+    request_id: str
+    user_id: str
+    project_id: str
+    start_time: datetime
+    finish_time: datetime | None
+    result: str
+    message: str
+
+
+class ServerRecords:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, rows: list[ServerRow], ctx: RequestContext) -> None:
+        async with self._db.transaction() as session:
+            session.add_all(rows)
+            for row in rows:
+                session.add(_action_row(row.id, "create", ctx, row.created_at))
+
+    async def get(self, ctx: RequestContext, server_id: str) -> ServerRow:
+        """The server, if the caller may see it; another project's is "not found"."""
+        async with self._db.transaction() as session:
+            row = await session.get(ServerRow, server_id)
+        if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+            raise NotFound(f"server {server_id} does not exist", code="compute.server_not_found")
+        return row
+
+    async def load(self, server_id: str) -> ServerRow | None:
+        async with self._db.transaction() as session:
+            return await session.get(ServerRow, server_id)
+
+    async def list(
+        self,
+        ctx: RequestContext,
+        *,
+        status: str,
+        name: str,
+        host: str,
+        all_projects: bool,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[ServerRow], str]:
+        size = pagination.page_size(page_size)
+        query = select(ServerRow)
+        if not (ctx.is_admin and all_projects):
+            query = query.where(ServerRow.project_id == ctx.project_id)
+        if status:
+            query = query.where(ServerRow.status == status)
+        else:  # deleted servers only when asked for
+            query = query.where(ServerRow.status != DELETED)
+        if name:
+            query = query.where(ServerRow.name == name)
+        if host and ctx.is_admin:
+            query = query.where(ServerRow.host == host)
+        after = pagination.decode_token(page_token, 2)
+        if after:
+            created, last_id = datetime.fromisoformat(after[0]), after[1]
+            query = query.where(
+                (ServerRow.created_at < created)
+                | (and_(ServerRow.created_at == created, ServerRow.id < last_id))
+            )
+        query = query.order_by(ServerRow.created_at.desc(), ServerRow.id.desc()).limit(size + 1)
+        async with self._db.transaction() as session:
+            rows = list(await session.scalars(query))
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            token = pagination.encode_token([_aware(rows[-1].created_at).isoformat(), rows[-1].id])
+        return rows, token
+
+    async def update(self, server_id: str, **fields: Any) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(_servers)
+                .where(_servers.c.id == server_id)
+                .values(updated_at=now(), **fields)
+            )
+
+    async def begin_task(
+        self,
+        ctx: RequestContext,
+        server: ServerRow,
+        action: str,
+        task: str,
+        allowed: tuple[str, ...],
+        **fields: Any,
+    ) -> None:
+        """Move to `task` only from an idle server in one of `allowed` statuses.
+
+        Conditional, so of two concurrent requests only one starts; the other
+        is told why it cannot (a task in progress, or the wrong status)."""
+        async with self._db.write() as conn:
+            moved = await conn.execute(
+                update(_servers)
+                .where(
+                    _servers.c.id == server.id,
+                    _servers.c.task_state == "",
+                    _servers.c.status.in_(allowed),
+                )
+                .values(task_state=task, updated_at=now(), **fields)
+            )
+            if moved.rowcount == 1:
+                await conn.execute(
+                    _actions.insert().values(**_action_values(server.id, action, ctx, now()))
+                )
+                return
+        current = await self.load(server.id)
+        if current is not None and current.task_state:
+            raise Conflict(
+                f"server {server.id} is busy ({current.task_state}); try again when its "
+                "task_state is empty",
+                code="compute.server_busy",
+            )
+        status = current.status if current else DELETED
+        raise Conflict(
+            f"cannot {action} server {server.id} while it is {status}; "
+            f"{action} needs it {' or '.join(allowed)}",
+            code="compute.invalid_state",
+        )
+
+    async def update_if(self, server_id: str, expected_task: str, **fields: Any) -> bool:
+        """Update only while the server is still in `expected_task` (a delete may
+        have taken it over); True if it was."""
+        async with self._db.write() as conn:
+            moved = await conn.execute(
+                update(_servers)
+                .where(_servers.c.id == server_id, _servers.c.task_state == expected_task)
+                .values(updated_at=now(), **fields)
+            )
+            return moved.rowcount == 1
+
+    async def begin_delete(self, ctx: RequestContext, server_id: str) -> bool:
+        """Mark the server deleting, whatever it was doing; False if it is already."""
+        async with self._db.write() as conn:
+            moved = await conn.execute(
+                update(_servers)
+                .where(
+                    _servers.c.id == server_id,
+                    _servers.c.status != DELETED,
+                    _servers.c.task_state != "deleting",
+                )
+                .values(task_state="deleting", updated_at=now())
+            )
+            if moved.rowcount != 1:
+                return False
+            at = now()
+            # Whatever was in progress ends here.
+            await conn.execute(
+                update(_actions)
+                .where(_actions.c.server_id == server_id, _actions.c.result == "in-progress")
+                .values(result="error", message="interrupted by a delete", finish_time=at)
+            )
+            await conn.execute(
+                _actions.insert().values(**_action_values(server_id, "delete", ctx, at))
+            )
+            return True
+
+    async def finish_action(
+        self, server_id: str, action: str, result: str, message: str = ""
+    ) -> None:
+        """Close the newest open action of this kind on the server."""
+        async with self._db.write() as conn:
+            newest = await conn.scalar(
+                select(_actions.c.id)
+                .where(
+                    _actions.c.server_id == server_id,
+                    _actions.c.action == action,
+                    _actions.c.result == "in-progress",
+                )
+                .order_by(_actions.c.id.desc())
+                .limit(1)
+            )
+            if newest is not None:
+                await conn.execute(
+                    update(_actions)
+                    .where(_actions.c.id == newest)
+                    .values(result=result, message=message, finish_time=now())
+                )
+
+    async def actions(self, server_id: str) -> list[Action]:
+        async with self._db.read() as conn:
+            rows = await conn.execute(
+                select(_actions).where(_actions.c.server_id == server_id).order_by(_actions.c.id)
+            )
+            return [
+                Action(
+                    r.action,
+                    r.request_id,
+                    r.user_id,
+                    r.project_id,
+                    _aware(r.start_time),
+                    _aware(r.finish_time),
+                    r.result,
+                    r.message,
+                )
+                for r in rows
+            ]
+
+    async def on_host(self, host: str) -> list[ServerRow]:
+        async with self._db.transaction() as session:
+            query = select(ServerRow).where(ServerRow.host == host, ServerRow.status != DELETED)
+            return list(await session.scalars(query))
+
+    async def by_host(self) -> dict[str, tuple[int, str]]:
+        """Per host with servers: how many (not deleted), and the host's provider."""
+        async with self._db.read() as conn:
+            rows = await conn.execute(
+                select(_servers.c.host, func.count(), func.max(_servers.c.provider_uuid))
+                .where(_servers.c.status != DELETED, _servers.c.host != "")
+                .group_by(_servers.c.host)
+            )
+            return {host: (count, provider) for host, count, provider in rows}
+
+    async def group_members(self, group_id: str) -> list[ServerRow]:
+        async with self._db.transaction() as session:
+            query = select(ServerRow).where(
+                ServerRow.server_group_id == group_id, ServerRow.status != DELETED
+            )
+            return list(await session.scalars(query))
+
+
+def _action_values(server_id: str, action: str, ctx: RequestContext, at: datetime) -> dict:
+    return dict(
+        server_id=server_id,
+        action=action,
+        request_id=ctx.request_id,
+        user_id=ctx.user_id,
+        project_id=ctx.project_id,
+        start_time=at,
+        finish_time=None,
+        result="in-progress",
+        message="",
+    )
+
+
+def _action_row(server_id: str, action: str, ctx: RequestContext, at: datetime) -> ServerActionRow:
+    return ServerActionRow(**_action_values(server_id, action, ctx, at))
