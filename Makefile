@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)$(LIBVIR
 PROTOS := $(shell find protos -name '*.proto')
 PYTEST_ARGS ?=
 
-.PHONY: run test lint gen venv clean config-reference bench-placement
+.PHONY: run test lint gen venv clean config-reference bench-placement bench-scheduler
 
 run: gen
 	$(BIN)/python -m deploy.local.run
@@ -42,6 +42,9 @@ $(STAMP): pyproject.toml tools/install_deps.sh
 
 bench-placement: gen
 	$(BIN)/python -m bench.placement --sizes 1000,10000 --databases sqlite,postgresql
+
+bench-scheduler: gen
+	$(BIN)/python -m bench.scheduler --sizes 1000,10000 --samples 10,50,200,0
 
 config-reference: venv
 	$(BIN)/python -m services.common.config
