@@ -53,7 +53,7 @@ class Operations:
     async def reboot(self, ctx: RequestContext, server_id: str, hard: bool) -> ServerRow:
         row = await self._records.get(ctx, server_id)
         allowed = (ACTIVE, SHUTOFF, ERROR) if hard else (ACTIVE,)
-        self._require_host_up(row, "reboot")
+        self._require_host_up(row, "reboot", "reboot_hard" if hard else "reboot_soft")
         task = "rebooting_hard" if hard else "rebooting"
         await self._records.begin_task(ctx, row, "reboot", task, allowed, status=REBOOT)
         self._background(self._power(row, "reboot", hard=hard))
@@ -61,24 +61,33 @@ class Operations:
 
     async def stop(self, ctx: RequestContext, server_id: str) -> ServerRow:
         row = await self._records.get(ctx, server_id)
-        self._require_host_up(row, "stop")
+        self._require_host_up(row, "stop", "power_off")
         await self._records.begin_task(ctx, row, "stop", "powering-off", (ACTIVE, ERROR))
         self._background(self._power(row, "stop"))
         return await self._records.get(ctx, server_id)
 
     async def start(self, ctx: RequestContext, server_id: str) -> ServerRow:
         row = await self._records.get(ctx, server_id)
-        self._require_host_up(row, "start")
+        self._require_host_up(row, "start", "power_on")
         await self._records.begin_task(ctx, row, "start", "powering-on", (SHUTOFF,))
         self._background(self._power(row, "start"))
         return await self._records.get(ctx, server_id)
 
-    def _require_host_up(self, row: ServerRow, action: str) -> None:
+    def _require_host_up(self, row: ServerRow, action: str, capability: str) -> None:
         if row.host and not self.host_up(row.host):
             raise Conflict(
                 f"cannot {action} server {row.id}: its host {row.host} is down; "
                 "try again when the host is back",
                 code="compute.host_down",
+            )
+        live = self._liveness.alive().get(row.host) or {}
+        # Agents publish what their driver can do; an agent that says nothing can do it all.
+        offered = live.get("capabilities")
+        if row.host and offered is not None and capability not in offered:
+            raise Conflict(
+                f"cannot {action} server {row.id}: its host's {live.get('driver', '')} driver "
+                "does not support it",
+                code="compute.unsupported_operation",
             )
 
     async def _power(self, row: ServerRow, action: str, hard: bool = False) -> None:

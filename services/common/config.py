@@ -135,6 +135,13 @@ class FakeDriverSection(_Section):
         0.0, ge=0, le=1, description="Share of spawn/reboot/power calls that fail on purpose."
     )
     seed: int = Field(0, description="Seed of the injected failures, for repeatable runs.")
+    without: str = Field(
+        "",
+        description=(
+            "Comma-separated capabilities the fake host pretends to lack (reboot_soft, "
+            "reboot_hard, power_off, power_on), to exercise drivers that cannot do everything."
+        ),
+    )
 
 
 class LibvirtDriverSection(_Section):

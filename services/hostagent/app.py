@@ -71,6 +71,7 @@ class HostAgentApp:
                 "provider_uuid": identity.provider_uuid,
                 "driver": self.driver.name,
                 "availability_zone": section.availability_zone,
+                "capabilities": sorted(self.driver.capabilities),
             },
             ttl=section.liveness_ttl_s,
         )

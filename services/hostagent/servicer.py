@@ -18,7 +18,7 @@ from stratus.hostagent.v1 import hostagent_pb2_grpc
 
 from services.common.context import ADMIN_ROLE, SERVICE_ROLE, current
 from services.common.errors import InvalidArgument
-from services.hostagent.drivers.base import Driver, DriverServer
+from services.hostagent.drivers.base import Capability, Driver, DriverServer, unsupported
 from services.hostagent.identity import HostIdentity
 from services.hostagent.power_sync import PowerStateSync
 from services.hostagent.protos import server_to_proto, spec_from_proto
@@ -72,19 +72,26 @@ class HostAgentServicer(hostagent_pb2_grpc.HostAgentServiceServicer):
             self._sync.forget(request.server_id)
         return empty_pb2.Empty()
 
+    def _require(self, capability: Capability) -> None:
+        if capability not in self._driver.capabilities:
+            raise unsupported(self._driver.name, capability)
+
     async def Reboot(self, request: pb.RebootRequest, context) -> pb.Server:
         self._authorize(request, "rebooting a server")
         hard = request.type == pb.REBOOT_TYPE_HARD
+        self._require(Capability.REBOOT_HARD if hard else Capability.REBOOT_SOFT)
         async with self._server_lock(request.server_id):
             return self._answer(await self._driver.reboot(request.server_id, hard=hard))
 
     async def PowerOff(self, request: pb.PowerOffRequest, context) -> pb.Server:
         self._authorize(request, "powering a server off")
+        self._require(Capability.POWER_OFF)
         async with self._server_lock(request.server_id):
             return self._answer(await self._driver.power_off(request.server_id))
 
     async def PowerOn(self, request: pb.PowerOnRequest, context) -> pb.Server:
         self._authorize(request, "powering a server on")
+        self._require(Capability.POWER_ON)
         async with self._server_lock(request.server_id):
             return self._answer(await self._driver.power_on(request.server_id))
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from services.common.errors import InvalidArgument, NotFound, StratusError
-from services.hostagent.drivers.base import Driver, HostResources, PowerState
+from services.hostagent.drivers.base import Capability, Driver, HostResources, PowerState
 from services.hostagent.drivers.fake import FakeDriver
 from tests.drivers.libvirt_host import make_libvirt_driver
 from tests.drivers.specs import spec
@@ -40,7 +40,13 @@ async def _libvirt(tmp_path) -> DriverCase:
     return DriverCase(make_libvirt_driver(tmp_path, host=HOST), HOST)
 
 
-DRIVER_CASES = {"fake": _fake, "libvirt": _libvirt}
+async def _fake_without_power(tmp_path) -> DriverCase:
+    """A driver that cannot do everything, as bare metal without soft reboot."""
+    without = frozenset({Capability.REBOOT_SOFT, Capability.POWER_OFF})
+    return DriverCase(FakeDriver(HOST, images=frozenset({IMAGE}), without=without), HOST)
+
+
+DRIVER_CASES = {"fake": _fake, "fake-limited": _fake_without_power, "libvirt": _libvirt}
 
 
 @pytest.fixture(params=sorted(DRIVER_CASES))
@@ -79,7 +85,14 @@ async def test_spawn_is_idempotent(case):
     assert await ids(case.driver) == {wanted.server_id}
 
 
+def needs(case: DriverCase, *capabilities: Capability) -> None:
+    missing = [c for c in capabilities if c not in case.driver.capabilities]
+    if missing:
+        pytest.skip(f"{case.driver.name} does not offer {', '.join(missing)}")
+
+
 async def test_power_off_and_on(case):
+    needs(case, Capability.POWER_OFF, Capability.POWER_ON)
     server = await case.driver.spawn(spec())
     off = await case.driver.power_off(server.server_id)
     assert off.power_state is PowerState.SHUTDOWN
@@ -93,12 +106,14 @@ async def test_power_off_and_on(case):
 
 @pytest.mark.parametrize("hard", [False, True], ids=["soft", "hard"])
 async def test_reboot_leaves_the_server_running(case, hard):
+    needs(case, Capability.REBOOT_HARD if hard else Capability.REBOOT_SOFT)
     server = await case.driver.spawn(spec())
     rebooted = await case.driver.reboot(server.server_id, hard=hard)
     assert rebooted.power_state is PowerState.RUNNING
 
 
 async def test_hard_reboot_starts_a_stopped_server_and_soft_reboot_refuses(case):
+    needs(case, Capability.POWER_OFF, Capability.REBOOT_HARD, Capability.REBOOT_SOFT)
     server = await case.driver.spawn(spec())
     await case.driver.power_off(server.server_id)
     with pytest.raises(StratusError) as refused:
@@ -123,6 +138,7 @@ async def test_destroyed_server_is_gone_and_destroy_is_idempotent(case):
 
 @pytest.mark.parametrize("action", ["power_off", "power_on", "reboot"])
 async def test_calls_about_an_unknown_server_say_so(case, action):
+    needs(case, Capability.POWER_OFF if action == "power_off" else Capability.POWER_ON)
     call = getattr(case.driver, action)
     args = (True,) if action == "reboot" else ()
     with pytest.raises(NotFound) as missing:
@@ -158,3 +174,20 @@ async def test_reported_capacity_matches_the_host(case):
     before = host.free_ram_mb
     await case.driver.spawn(spec(ram_mb=4096))
     assert (await case.driver.describe_host()).free_ram_mb == before - 4096
+
+
+CALLS = {
+    Capability.POWER_OFF: lambda d, i: d.power_off(i),
+    Capability.POWER_ON: lambda d, i: d.power_on(i),
+    Capability.REBOOT_SOFT: lambda d, i: d.reboot(i, hard=False),
+    Capability.REBOOT_HARD: lambda d, i: d.reboot(i, hard=True),
+}
+
+
+async def test_what_a_driver_cannot_do_is_declared_and_refused_clearly(case):
+    server = await case.driver.spawn(spec())
+    for capability in sorted(set(Capability) - case.driver.capabilities):
+        with pytest.raises(StratusError) as refused:
+            await CALLS[capability](case.driver, server.server_id)
+        assert refused.value.code == "hostagent.unsupported_operation"
+    assert (await case.driver.get(server.server_id)).power_state is PowerState.RUNNING

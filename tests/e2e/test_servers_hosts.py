@@ -27,12 +27,13 @@ def zone_agent(sqlite_mesh, tmp_path):
     """Start a fake host alone in a new zone (2 s liveness TTL); (host, zone, process)."""
     started = []
 
-    def start():
+    def start(**extra_env: str):
         host, zone = f"zoned-{uuid.uuid4().hex[:6]}", f"az-{uuid.uuid4().hex[:6]}"
         env = process_env(sqlite_mesh.layout) | {
             "STRATUS_HOSTAGENT__HOST": host,
             "STRATUS_HOSTAGENT__AVAILABILITY_ZONE": zone,
             "STRATUS_HOSTAGENT__LIVENESS_TTL_S": "2",
+            **extra_env,
         }
         with open(tmp_path / f"{host}.log", "ab") as log:
             proc, _ = start_service("hostagent", env, stdout=log, stderr=subprocess.STDOUT)
@@ -95,6 +96,25 @@ def test_a_zone_places_the_server_and_a_dead_host_shows_down(sqlite_mesh, zone_a
         actions = client.get(f"/v1/servers/{server['id']}/actions").json()["actions"]
     assert "removed here only" in actions[-1]["message"]
     assert placement.held(server["id"]) == {}
+
+
+def test_an_action_the_hosts_driver_cannot_do_is_refused_and_changes_nothing(
+    sqlite_mesh, zone_agent
+):
+    host, zone, _ = zone_agent(STRATUS_HOSTAGENT__FAKE__WITHOUT="power_off,reboot_soft")
+    with sqlite_mesh.rest(member_of()) as client:
+        flavor = fake_flavor(sqlite_mesh)
+        wait_for(lambda: _host_up(sqlite_mesh, host), 15, f"{host} registered")
+        (server,) = create(client, flavor, availability_zone=zone)
+        wait(client, server["id"])
+        for action, body in ((":stop", {}), (":reboot", {"type": "SOFT"})):
+            refused = client.post(f"/v1/servers/{server['id']}{action}", json=body)
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["error"]["reason"] == "compute.unsupported_operation"
+        hard = client.post(f"/v1/servers/{server['id']}:reboot", json={"type": "HARD"})
+        assert hard.status_code == 200
+        after = wait(client, server["id"])
+    assert (after["status"], after["power_state"]) == ("ACTIVE", "RUNNING")
 
 
 def test_a_power_change_reported_by_the_host_shows_on_the_server(sqlite_mesh):

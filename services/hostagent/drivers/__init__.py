@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.common.config import HostAgentSection
-from services.hostagent.drivers.base import Driver, HostResources
+from services.hostagent.drivers.base import Capability, Driver, HostResources
 
 DRIVERS = ("fake", "libvirt")
 
@@ -19,6 +19,7 @@ def make_driver(section: HostAgentSection) -> Driver:
             delay_s=fake.delay_s,
             failure_rate=fake.failure_rate,
             seed=fake.seed,
+            without=frozenset(Capability(c.strip()) for c in fake.without.split(",") if c.strip()),
         )
     # Imported only when chosen: libvirt-python is an optional dependency.
     from services.hostagent.drivers.libvirt_driver import LibvirtDriver

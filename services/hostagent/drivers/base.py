@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from services.common.errors import Internal, InvalidArgument, NotFound
+from services.common.errors import Conflict, Internal, InvalidArgument, NotFound
 
 
 class PowerState(StrEnum):
@@ -76,8 +76,25 @@ class HostDescription:
     traits: frozenset[str] = field(default_factory=frozenset)
 
 
+class Capability(StrEnum):
+    """Operations beyond spawn and destroy (which every driver must do).
+
+    A driver lists what it can do; the agent refuses the rest with
+    hostagent.unsupported_operation, and api_gateway refuses it before
+    touching the server (409 compute.unsupported_operation)."""
+
+    REBOOT_SOFT = "reboot_soft"
+    REBOOT_HARD = "reboot_hard"
+    POWER_OFF = "power_off"
+    POWER_ON = "power_on"
+
+
+ALL_CAPABILITIES = frozenset(Capability)
+
+
 class Driver(Protocol):
     name: str
+    capabilities: frozenset[Capability]
 
     async def describe_host(self) -> HostDescription: ...
 
@@ -129,6 +146,13 @@ def check_fits(spec: ServerSpec, host: HostResources) -> None:
             f"can never fit this host ({host.vcpus} VCPU, {host.ram_mb} MB, {host.disk_gb} GB)",
             code="hostagent.flavor_too_large",
         )
+
+
+def unsupported(driver: str, capability: Capability) -> Conflict:
+    return Conflict(
+        f"the {driver} driver cannot {capability.value.replace('_', ' ')}",
+        code="hostagent.unsupported_operation",
+    )
 
 
 def driver_failed(action: str, server_id: str, detail: str) -> Internal:

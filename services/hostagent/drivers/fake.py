@@ -14,6 +14,8 @@ import random
 from dataclasses import replace
 
 from services.hostagent.drivers.base import (
+    ALL_CAPABILITIES,
+    Capability,
     DriverServer,
     HostDescription,
     HostResources,
@@ -23,6 +25,7 @@ from services.hostagent.drivers.base import (
     driver_failed,
     image_not_found,
     server_not_found,
+    unsupported,
 )
 
 VERSION = "fake 1"
@@ -38,7 +41,9 @@ class FakeDriver:
         delay_s: float = 0.0,
         failure_rate: float = 0.0,
         seed: int = 0,
+        without: frozenset[Capability] = frozenset(),
     ) -> None:
+        self.capabilities = ALL_CAPABILITIES - without
         self.resources = resources
         self.images = images
         self.delay_s = delay_s
@@ -84,6 +89,7 @@ class FakeDriver:
         self._servers.pop(server_id, None)
 
     async def reboot(self, server_id: str, hard: bool) -> DriverServer:
+        self._require(Capability.REBOOT_HARD if hard else Capability.REBOOT_SOFT)
         server = await self.get(server_id)
         if not hard and server.power_state is not PowerState.RUNNING:
             raise driver_failed(
@@ -93,11 +99,13 @@ class FakeDriver:
         return self._set_power(server_id, PowerState.RUNNING)
 
     async def power_off(self, server_id: str) -> DriverServer:
+        self._require(Capability.POWER_OFF)
         await self.get(server_id)
         await self._work("power off", server_id)
         return self._set_power(server_id, PowerState.SHUTDOWN)
 
     async def power_on(self, server_id: str) -> DriverServer:
+        self._require(Capability.POWER_ON)
         await self.get(server_id)
         await self._work("power on", server_id)
         return self._set_power(server_id, PowerState.RUNNING)
@@ -124,6 +132,10 @@ class FakeDriver:
             raise server_not_found(server_id)
         self._servers[server_id] = server = replace(server, power_state=state)
         return server
+
+    def _require(self, capability: Capability) -> None:
+        if capability not in self.capabilities:
+            raise unsupported(self.name, capability)
 
     async def _work(self, action: str, server_id: str) -> None:
         if self.delay_s:

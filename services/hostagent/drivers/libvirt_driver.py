@@ -34,6 +34,7 @@ import os_traits
 
 from services.common.errors import Internal, InvalidArgument, NotFound, Unavailable
 from services.hostagent.drivers.base import (
+    ALL_CAPABILITIES,
     DriverServer,
     HostDescription,
     HostResources,
@@ -76,6 +77,7 @@ libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 class LibvirtDriver:
     name = "libvirt"
+    capabilities = ALL_CAPABILITIES
 
     def __init__(self, uri: str, image_dir: Path, disk_gb: int) -> None:
         self.uri = uri
