@@ -34,6 +34,14 @@ PACKAGE_OWNERS = {
     "stratus.placement.": "placement",
     "stratus.quota.": "quota",
 }
+# Methods of public services that only the mesh may call: claims are made by
+# the scheduler and api_gateway, which talk to placement directly. At the edge
+# they answer 404, for REST (routes match the transcoded gRPC path) and gRPC.
+INTERNAL_METHODS = (
+    "stratus.placement.v1.AllocationService/PutAllocations",
+    "stratus.placement.v1.AllocationService/BatchPutAllocations",
+    "stratus.placement.v1.AllocationService/DeleteAllocations",
+)
 _TYPE = "type.googleapis.com/envoy.extensions."
 EXT_PROC = "envoy.filters.http.ext_proc"
 EXT_PROC_DISABLED = {
@@ -135,6 +143,14 @@ def render(
     # gRPC clients reach the public services only; internal ones (host events)
     # are for the mesh's own callers and answer UNIMPLEMENTED at the edge.
     routes = [
+        {
+            "match": {"path": f"/{method}"},
+            "direct_response": {"status": 404},
+            "typed_per_filter_config": EXT_PROC_DISABLED,
+        }
+        for method in INTERNAL_METHODS
+    ]
+    routes += [
         {
             "match": {"prefix": f"/{service}/"},
             "route": {"cluster": _owner(service), "timeout": ROUTE_TIMEOUT},

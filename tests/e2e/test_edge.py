@@ -132,3 +132,18 @@ def test_internal_services_are_not_reachable_through_the_edge(sqlite_mesh):
             timeout=5,
         )
     assert hidden.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_placement_claims_are_not_reachable_through_the_edge(sqlite_mesh):
+    """Only the mesh claims (scheduler, api_gateway); admins read placement at the edge."""
+    from stratus.placement.v1 import allocations_pb2, allocations_pb2_grpc
+
+    from tests.harness import ADMIN
+
+    edge = sqlite_mesh.layout.address("envoy")
+    request = allocations_pb2.DeleteAllocationsRequest(consumer_uuid=str(uuid.uuid4()))
+    with grpc.insecure_channel(edge) as channel, pytest.raises(grpc.RpcError) as hidden:
+        allocations_pb2_grpc.AllocationServiceStub(channel).DeleteAllocations(
+            request, metadata=sqlite_mesh.edge_metadata(ADMIN), timeout=5
+        )
+    assert hidden.value.code() == grpc.StatusCode.UNIMPLEMENTED
