@@ -34,23 +34,29 @@ class RunningMesh:
     layout: MeshLayout
     logs: Path
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Settings for every process of this mesh (e.g. short timeouts for fault tests).
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def _env(self) -> dict[str, str]:
+        return process_env(self.layout) | self.extra_env
+
+    def _launch(self, name: str, cmd: str) -> None:
+        with open(self.logs / f"{name}.log", "ab") as log:
+            self.processes[name] = subprocess.Popen(
+                cmd,
+                shell=True,
+                cwd=ROOT,
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def start(self) -> None:
         self.layout.prepare()
-        commands = self.layout.procfile_commands()
-        env = process_env(self.layout)
         self.logs.mkdir(parents=True, exist_ok=True)
-        for name, cmd in commands.items():
-            with open(self.logs / f"{name}.log", "ab") as log:
-                self.processes[name] = subprocess.Popen(
-                    cmd,
-                    shell=True,
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+        for name, cmd in self.layout.procfile_commands().items():
+            self._launch(name, cmd)
         try:
             wait_ready(self.layout, timeout=60, alive=self._all_alive)
         except (RuntimeError, TimeoutError) as exc:
@@ -66,7 +72,7 @@ class RunningMesh:
             try:
                 proc, address = start_service(
                     service,
-                    process_env(self.layout),
+                    self._env(),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -75,6 +81,17 @@ class RunningMesh:
                 raise RuntimeError(f"{exc}\n{self.tail_logs()}") from exc
         self.processes[name] = proc
         return address
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a process of the mesh (a crash: no cleanup of any kind)."""
+        proc = self.processes[name]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def restart(self, name: str) -> None:
+        """Start a killed Procfile process again, same command, same port."""
+        self._launch(name, self.layout.procfile_commands()[name])
+        wait_ready(self.layout, timeout=60, alive=self._all_alive)
 
     def _all_alive(self) -> bool:
         return all(p.poll() is None for p in self.processes.values())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Coroutine
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from services.api_gateway.hosts import Hosts
 from services.api_gateway.key_pairs import KeyPairs
 from services.api_gateway.operations import Operations
 from services.api_gateway.peers import Agents, Placement, Quota, Scheduler
+from services.api_gateway.reconciler import Reconciler
 from services.api_gateway.server_groups import ServerGroups
 from services.api_gateway.servers import ServerRecords
 from services.api_gateway.servicers.flavors import FlavorServicer
@@ -51,6 +53,7 @@ from services.api_gateway.servicers.servers import ServerServicer
 from services.common.body_guard import BodyGuard
 from services.common.config import ServiceSection, Settings
 from services.common.db import Database, resolve_url
+from services.common.leadership import Leadership
 from services.common.liveness import HostLiveness
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ class ApiGatewayApp:
     def __init__(self) -> None:
         self.db: Database | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._stop = asyncio.Event()
 
     def section(self, settings: Settings) -> ServiceSection:
         return settings.api_gateway
@@ -106,7 +110,16 @@ class ApiGatewayApp:
         self.liveness = HostLiveness(settings.etcd_endpoints, settings.etcd_prefix)
         # Returns after the first attempt: an etcd outage only means hosts show DOWN.
         await self.liveness.start()
-        self._max_attempts = settings.api_gateway.max_build_attempts
+        section = settings.api_gateway
+        self._max_attempts = section.max_build_attempts
+        self._settings = section
+        self.leadership = Leadership(
+            settings.etcd_endpoints,
+            settings.etcd_prefix,
+            "reconciler",
+            f"{socket.gethostname()}:{section.target}",
+            ttl=section.leader_ttl_s,
+        )
 
     def register(self, server: grpc.aio.Server) -> list[str]:
         assert self.db is not None, "start() opens the database before register()"
@@ -118,6 +131,16 @@ class ApiGatewayApp:
             records, Flavors(db), key_pairs, groups, peers, self._max_attempts, self._background
         )
         operations = Operations(records, peers, self.liveness, self._background)
+        self.reconciler = Reconciler(
+            records,
+            builder,
+            operations,
+            peers.placement,
+            self.liveness,
+            self.leadership,
+            self._settings.reconcile_interval_s,
+            self._settings.stuck_after_s,
+        )
         flavors_pb2_grpc.add_FlavorServiceServicer_to_server(FlavorServicer(Flavors(db)), server)
         servers_pb2_grpc.add_ServerServiceServicer_to_server(
             ServerServicer(records, builder, operations), server
@@ -139,11 +162,16 @@ class ApiGatewayApp:
         ]
 
     async def serving(self) -> None:
-        pass
+        await self.leadership.start()
+        self._reconciling = asyncio.create_task(self.reconciler.run(self._stop), name="reconciler")
 
     async def stop(self) -> None:
+        # Leadership goes first, so another replica can take over at once.
+        self._stop.set()
+        await self.leadership.stop()
+        await asyncio.gather(self._reconciling, return_exceptions=True)
         # In-flight server work gets the same grace as calls; what is cut short
-        # stays recorded in its task state (resumed by the reconciler, issue 7).
+        # stays recorded in its task state and the reconciler resumes it.
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
         await self.liveness.stop()

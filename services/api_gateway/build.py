@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from stratus.hostagent.v1 import hostagent_pb2 as agent_pb
+from stratus.placement.v1 import allocations_pb2 as alloc_pb
 from stratus.scheduler.v1 import scheduler_pb2 as sched_pb
 
 from services.api_gateway.flavors import Flavor, Flavors
@@ -105,39 +106,72 @@ class Builder:
         policy = ""
         if new.server_group_id:
             policy = (await self._groups.get(ctx, new.server_group_id)).policy
-        ids = await self._claim_quota(ctx, new, flavor)
         at = now()
+        ids = [str(uuid.uuid4()) for _ in range(new.max_count)]
         rows = [
             _record(ctx, new, flavor, policy, server_id, _name(new.name, i, len(ids)), at)
             for i, server_id in enumerate(ids)
         ]
+        # Recorded first (task "quota"), then quota: a crash in between leaves records
+        # the reconciler finishes, never a quota claim nobody knows about.
         await self._records.add(rows, ctx)
+        claimed = await self._claim_quota(ctx, new, rows)
+        rows = [row for row in rows if row.id in claimed]
+        for row in rows:
+            row.task_state = "scheduling"
         self._background(self.build([row.id for row in rows]))
         return rows
 
-    async def _claim_quota(self, ctx: RequestContext, new: NewServer, flavor: Flavor) -> list[str]:
-        """Claim quota server by server, up to max_count; fewer than min_count claims none."""
-        deltas = {"instances": 1, "cores": flavor.vcpus, "ram_mb": flavor.ram_mb}
-        if new.server_group_id:
-            deltas["server_group_members"] = 1
+    async def _claim_quota(
+        self, ctx: RequestContext, new: NewServer, rows: list[ServerRow]
+    ) -> set[str]:
+        """Claim quota server by server, up to max_count; fewer than min_count keep none.
+
+        Records that got no quota are removed: the caller never saw them."""
         claimed: list[str] = []
         refusal: QuotaExceeded | None = None
-        for _ in range(new.max_count):
-            server_id = str(uuid.uuid4())
+        for row in rows:
             try:
-                await self._peers.quota.claim(
-                    server_id, ctx.project_id, deltas, new.server_group_id
-                )
+                await self._claim_one(row)
             except QuotaExceeded as exc:
                 refusal = exc
                 break
-            claimed.append(server_id)
+            claimed.append(row.id)
         if len(claimed) < new.min_count:
             for server_id in claimed:
                 await self._peers.quota.release(server_id)
+            await self._records.remove([row.id for row in rows])
             assert refusal is not None
             raise refusal
-        return claimed
+        await self._records.remove([row.id for row in rows if row.id not in claimed])
+        for server_id in claimed:
+            await self._records.update_if(server_id, "quota", task_state="scheduling")
+        return set(claimed)
+
+    async def _claim_one(self, row: ServerRow) -> None:
+        deltas = {"instances": 1, "cores": row.vcpus, "ram_mb": row.ram_mb}
+        if row.server_group_id:
+            deltas["server_group_members"] = 1
+        await self._peers.quota.claim(row.id, row.project_id, deltas, row.server_group_id or "")
+
+    async def resume_quota(self, row: ServerRow) -> None:
+        """A create cut short between its records and its quota claims: finish it."""
+        try:
+            await self._claim_one(row)  # idempotent: a claim that took effect is answered
+        except QuotaExceeded as exc:
+            await self._fail(row, exc.code, exc.message, tasks=("quota",))
+            return
+        if await self._records.update_if(row.id, "quota", task_state="scheduling"):
+            await self.build([row.id])
+
+    async def resume_spawn(self, row: ServerRow) -> None:
+        """A spawn cut short: try the recorded host again (spawn is idempotent), then
+        the recorded alternates."""
+        here = sched_pb.Destination(
+            host=row.host, address=row.host_address, resource_provider_uuid=row.provider_uuid
+        )
+        alternates = [_destination_of(a) for a in row.alternates]
+        await self._spawn_or_fail(row, [here, *alternates], expected="spawning")
 
     async def build(self, server_ids: list[str]) -> None:
         """Schedule the batch in one call, then spawn each server."""
@@ -152,25 +186,34 @@ class Builder:
             return
         by_id = {row.id: row for row in rows}
         await asyncio.gather(
-            *(self._spawn_or_fail(by_id[s.instance_id], s) for s in reply.selections)
+            *(
+                self._spawn_or_fail(
+                    by_id[s.instance_id], [s.destination, *s.alternates], expected="scheduling"
+                )
+                for s in reply.selections
+            )
         )
 
-    async def _spawn_or_fail(self, row: ServerRow, selection: sched_pb.Selection) -> None:
+    async def _spawn_or_fail(
+        self, row: ServerRow, destinations: list[sched_pb.Destination], expected: str
+    ) -> None:
         try:
-            await self._spawn(row, selection)
+            await self._spawn(row, destinations, expected)
         except Exception as exc:  # a bug or an outage must not leave the server in BUILD
             log.exception("building server %s failed", row.id)
             await self._fail(row, "compute.build_failed", f"the build failed: {exc}")
 
-    async def _spawn(self, row: ServerRow, selection: sched_pb.Selection) -> None:
-        destinations = [selection.destination, *selection.alternates][: self._max_attempts]
+    async def _spawn(
+        self, row: ServerRow, destinations: list[sched_pb.Destination], expected: str
+    ) -> None:
+        destinations = destinations[: self._max_attempts]
         tried: list[str] = []
         for attempt, destination in enumerate(destinations):
             if attempt and not await self._move_claim(row, destination, tried):
                 continue
             moved_on = await self._records.update_if(
                 row.id,
-                "spawning" if attempt else "scheduling",
+                "spawning" if attempt else expected,
                 task_state="spawning",
                 host=destination.host,
                 host_address=destination.address,
@@ -322,6 +365,19 @@ def _spawn_request(row: ServerRow, destination: sched_pb.Destination) -> agent_p
         ram_mb=row.ram_mb,
         disk_gb=row.disk_gb,
         image_ref=row.image_ref,
+        allocations=destination.allocations,
+    )
+
+
+def _destination_of(alternate: dict) -> sched_pb.Destination:
+    return sched_pb.Destination(
+        host=alternate["host"],
+        address=alternate["address"],
+        resource_provider_uuid=alternate["provider_uuid"],
+        allocations=[
+            alloc_pb.Allocation(resource_provider_uuid=rp, resources=resources)
+            for rp, resources in alternate["allocations"].items()
+        ],
     )
 
 

@@ -139,6 +139,36 @@ class Operations:
         )
         await self._records.finish_action(row.id, "delete", "success", message)
 
+    async def resume_delete(self, row: ServerRow) -> None:
+        await self._delete(row)  # every step is idempotent
+
+    async def resume_power(self, row: ServerRow) -> None:
+        """An action cut short: read the state from the host and settle the server."""
+        if not self.host_up(row.host):
+            return  # the host tells us when it is back; try again on the next pass
+        try:
+            server = await self._peers.agents.get(self._address(row), row.host, row.id)
+        except StratusError as exc:
+            log.warning("cannot read %s from %s: %s", row.id, row.host, exc.message)
+            return
+        power = power_name(server.power_state)
+        if await self._records.update_if(
+            row.id,
+            row.task_state,
+            task_state="",
+            power_state=power,
+            status=_STATUS_FOR_POWER.get(power, ERROR),
+        ):
+            action = {
+                "rebooting": "reboot",
+                "rebooting_hard": "reboot",
+                "powering-off": "stop",
+                "powering-on": "start",
+            }.get(row.task_state, "")
+            await self._records.finish_action(
+                row.id, action, "error", f"interrupted; the host says {power}"
+            )
+
     async def report_power(self, host: str, changes: dict[str, str]) -> list[str]:
         """Apply power changes a host saw outside Stratus; ids it does not know."""
         known = {row.id: row for row in await self._records.on_host(host)}

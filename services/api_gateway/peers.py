@@ -109,6 +109,23 @@ class Placement:
             alloc_pb.DeleteAllocationsRequest(consumer_uuid=consumer),
         )
 
+    async def consumers_on(self, provider: str) -> set[str]:
+        """Every consumer holding something on the provider."""
+        reply = await _call(
+            "placement",
+            self._providers.GetProviderAllocations,
+            rp_pb.GetProviderAllocationsRequest(uuid=provider),
+        )
+        return {a.consumer_uuid for a in reply.allocations}
+
+    async def holds(self, consumer: str) -> bool:
+        held = await _call(
+            "placement",
+            self._allocations.GetAllocations,
+            alloc_pb.GetAllocationsRequest(consumer_uuid=consumer),
+        )
+        return bool(held.allocations)
+
     async def usage(self, provider: str) -> dict[str, tuple[int, int]]:
         """Capacity and use per resource class of one provider."""
         inventories = await _call(
@@ -135,6 +152,13 @@ class Agents:
 
     async def spawn(self, address: str, request: agent_pb.SpawnRequest) -> agent_pb.Server:
         return await _call("hostagent", self._stub(address).Spawn, request, AGENT_TIMEOUT_S)
+
+    async def get(self, address: str, host: str, server_id: str) -> agent_pb.Server:
+        return await _call(
+            "hostagent",
+            self._stub(address).GetServer,
+            agent_pb.GetServerRequest(host=host, server_id=server_id),
+        )
 
     async def destroy(self, address: str, host: str, server_id: str) -> None:
         await _call(

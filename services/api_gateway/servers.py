@@ -69,6 +69,32 @@ class ServerRecords:
             for row in rows:
                 session.add(_action_row(row.id, "create", ctx, row.created_at))
 
+    async def remove(self, server_ids: list[str]) -> None:
+        """Forget records the caller never saw (a create refused by quota)."""
+        if not server_ids:
+            return
+        async with self._db.write() as conn:
+            await conn.execute(_actions.delete().where(_actions.c.server_id.in_(server_ids)))
+            await conn.execute(_servers.delete().where(_servers.c.id.in_(server_ids)))
+
+    async def stuck(self, before: datetime, limit: int = 500) -> list[ServerRow]:
+        """Servers whose task has not moved since `before`: a crash left them."""
+        async with self._db.transaction() as session:
+            query = (
+                select(ServerRow)
+                .where(ServerRow.task_state != "", ServerRow.updated_at < before)
+                .order_by(ServerRow.updated_at)
+                .limit(limit)
+            )
+            return list(await session.scalars(query))
+
+    async def on_provider(self, provider_uuid: str) -> list[ServerRow]:
+        async with self._db.transaction() as session:
+            query = select(ServerRow).where(
+                ServerRow.provider_uuid == provider_uuid, ServerRow.status != DELETED
+            )
+            return list(await session.scalars(query))
+
     async def get(self, ctx: RequestContext, server_id: str) -> ServerRow:
         """The server, if the caller may see it; another project's is "not found"."""
         async with self._db.transaction() as session:

@@ -64,6 +64,17 @@ class ApiGatewaySection(DatabaseSection):
     max_build_attempts: int = Field(
         3, ge=1, le=10, description="Hosts a server's spawn is tried on before it goes to ERROR."
     )
+    reconcile_interval_s: float = Field(
+        10.0, gt=0, description="How often the leader replica repairs what crashes left behind."
+    )
+    stuck_after_s: float = Field(
+        120.0,
+        gt=0,
+        description="A task unchanged this long is resumed by the reconciler (a crash left it).",
+    )
+    leader_ttl_s: int = Field(
+        10, ge=2, description="TTL of the reconciler's leadership lease in etcd."
+    )
 
 
 class PlacementSection(DatabaseSection):
@@ -158,15 +169,60 @@ class LibvirtDriverSection(_Section):
     )
 
 
+class RedfishDriverSection(_Section):
+    machines_file: Path = Field(
+        Path("/etc/stratus/machines.toml"),
+        description=(
+            "TOML file of the bare-metal machines this host drives ([[machine]]: name, bmc, "
+            "credentials, profile) and the images they boot ([images])."
+        ),
+    )
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds one BMC request may take to connect, and to answer."
+    )
+    power_timeout_s: float = Field(
+        300.0, gt=0, description="Seconds a power change may take before the call fails."
+    )
+    shutdown_timeout_s: float = Field(
+        60.0,
+        ge=0,
+        description="Seconds power off waits for a graceful shutdown before forcing it.",
+    )
+
+
+class ContainerDriverSection(_Section):
+    socket_url: str = Field(
+        "unix:///run/podman/podman.sock",
+        description=(
+            "podman's REST API; the host runs `podman system service` there (the agent "
+            "does not start it)."
+        ),
+    )
+    stop_timeout_s: int = Field(
+        10,
+        ge=0,
+        description="Seconds power off and soft reboot wait after SIGTERM before SIGKILL.",
+    )
+    vcpus: int = Field(0, ge=0, description="CPUs to report; 0 means the host's.")
+    ram_mb: int = Field(0, ge=0, description="Memory (MB) to report; 0 means the host's.")
+    disk_gb: int = Field(
+        0, ge=0, description="Disk (GB) to report; 0 means the size of podman's storage."
+    )
+
+
 class HostAgentSection(ServiceSection):
     listen: str = _listen(8794)
     host: str = Field("", description="This host's name in placement and etcd; empty = hostname.")
     availability_zone: str = Field(
         "default", min_length=1, description="The availability zone this host belongs to."
     )
-    driver: Literal["fake", "libvirt"] = Field("fake", description="Which driver runs servers.")
+    driver: Literal["fake", "libvirt", "container", "redfish"] = Field(
+        "fake", description="Which driver runs servers."
+    )
     fake: FakeDriverSection = Field(default_factory=FakeDriverSection)
     libvirt: LibvirtDriverSection = Field(default_factory=LibvirtDriverSection)
+    container: ContainerDriverSection = Field(default_factory=ContainerDriverSection)
+    redfish: RedfishDriverSection = Field(default_factory=RedfishDriverSection)
     provider_uuid: str = Field(
         "",
         description=(

@@ -1,0 +1,105 @@
+"""The reconciler: repairs what crashes leave behind, in one replica at a time.
+
+Whichever api_gateway replica leads (an etcd election, see
+services/common/leadership.py) runs a pass every reconcile_interval_s:
+
+1. Servers whose task has not moved for stuck_after_s are resumed: a create
+   between its records and its quota, a build before or during its spawn, a
+   delete, an action. Every step they repeat is idempotent on the server id.
+2. Per live host, placement's consumers are compared with our records:
+   an allocation whose server does not exist (or is deleted) is released; a
+   server that should hold one and does not is reported and healed.
+Hosts that die need no pass: a server's host_status comes from the liveness
+watch, so it shows DOWN as soon as the key goes and UP when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from services.api_gateway.build import Builder
+from services.api_gateway.operations import Operations
+from services.api_gateway.peers import Placement
+from services.api_gateway.servers import ACTIVE, REBOOT, SHUTOFF, ServerRecords, now
+from services.common.errors import StratusError
+from services.common.leadership import Leadership
+from services.common.liveness import HostLiveness
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        records: ServerRecords,
+        builder: Builder,
+        operations: Operations,
+        placement: Placement,
+        liveness: HostLiveness,
+        leadership: Leadership,
+        interval_s: float,
+        stuck_after_s: float,
+    ) -> None:
+        self._records = records
+        self._builder = builder
+        self._operations = operations
+        self._placement = placement
+        self._liveness = liveness
+        self._leadership = leadership
+        self._interval_s = interval_s
+        self._stuck_after = timedelta(seconds=stuck_after_s)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._interval_s)
+            if stop.is_set() or not self._leadership.is_leader:
+                continue
+            try:
+                await self.reconcile_once()
+            except Exception:  # one bad pass must not end the repairs
+                log.exception("reconcile pass failed; trying again next interval")
+
+    async def reconcile_once(self) -> None:
+        for row in await self._records.stuck(now() - self._stuck_after):
+            log.info("resuming server %s stuck in %s", row.id, row.task_state)
+            if row.task_state == "quota":
+                await self._builder.resume_quota(row)
+            elif row.task_state == "scheduling":
+                await self._builder.build([row.id])
+            elif row.task_state == "spawning":
+                await self._builder.resume_spawn(row)
+            elif row.task_state == "deleting":
+                await self._operations.resume_delete(row)
+            else:
+                await self._operations.resume_power(row)
+        for value in self._liveness.alive().values():
+            if value.get("provider_uuid"):
+                await self._match_allocations(value["host"], value["provider_uuid"])
+
+    async def _match_allocations(self, host: str, provider: str) -> None:
+        held = await self._placement.consumers_on(provider)
+        ours = {row.id: row for row in await self._records.on_provider(provider)}
+        for consumer in held - ours.keys():
+            row = await self._records.load(consumer)
+            if row is not None and row.task_state:
+                continue  # a build or a delete is working on it
+            log.warning("releasing allocation of %s on %s: no such server", consumer, host)
+            await self._placement.release(consumer)
+        for server_id in ours.keys() - held:
+            row = ours[server_id]
+            if row.task_state or row.status not in (ACTIVE, SHUTOFF, REBOOT):
+                continue
+            log.warning("server %s on %s holds no allocation; claiming it again", row.id, host)
+            resources = {"VCPU": row.vcpus, "MEMORY_MB": row.ram_mb}
+            if row.disk_gb:
+                resources["DISK_GB"] = row.disk_gb
+            try:
+                await self._placement.move(
+                    row.id, row.project_id, row.user_id or "unknown", {provider: resources}
+                )
+            except StratusError as exc:
+                log.error("cannot claim for server %s again: %s", row.id, exc.message)
