@@ -30,7 +30,7 @@ gen/stratus.binpb: $(STAMP) $(PROTOS) tools/gen_protos.py
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml tools/install_deps.sh
+$(STAMP): pyproject.toml tools/install_deps.sh tools/setup_podman.sh deploy/podman/containers.conf
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Stratus needs Python 3.11"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

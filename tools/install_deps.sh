@@ -11,6 +11,9 @@ if ! pkg-config --exists libvirt 2>/dev/null \
         || echo "note: could not install libvirt-dev and pkg-config with apt-get"
 fi
 
+# podman, runc and busybox-static for the container driver (as root; says what is missing otherwise).
+"$(dirname "$0")/setup_podman.sh"
+
 if pkg-config --exists libvirt 2>/dev/null; then
     "$python" -m pip install -q -e '.[dev,libvirt]'
 else

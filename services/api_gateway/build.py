@@ -32,6 +32,7 @@ from services.api_gateway.servers import (
     ServerRecords,
     now,
     power_name,
+    resources_of,
 )
 from services.common.context import RequestContext
 from services.common.errors import FieldViolation, InvalidArgument, QuotaExceeded, StratusError
@@ -167,8 +168,15 @@ class Builder:
     async def resume_spawn(self, row: ServerRow) -> None:
         """A spawn cut short: try the recorded host again (spawn is idempotent), then
         the recorded alternates."""
+        held = await self._peers.placement.held(row.id)
         here = sched_pb.Destination(
-            host=row.host, address=row.host_address, resource_provider_uuid=row.provider_uuid
+            host=row.host,
+            address=row.host_address,
+            resource_provider_uuid=row.provider_uuid,
+            allocations=[
+                alloc_pb.Allocation(resource_provider_uuid=rp, resources=res)
+                for rp, res in held.items()
+            ],
         )
         alternates = [_destination_of(a) for a in row.alternates]
         await self._spawn_or_fail(row, [here, *alternates], expected="spawning")
@@ -311,6 +319,7 @@ def _record(
         vcpus=flavor.vcpus,
         ram_mb=flavor.ram_mb,
         disk_gb=flavor.disk_gb,
+        resources=flavor.resources,
         required_traits=sorted(flavor.required_traits),
         forbidden_traits=sorted(flavor.forbidden_traits),
         image_ref=new.image_ref,
@@ -338,9 +347,7 @@ def _record(
 
 def _select_request(rows: list[ServerRow]) -> sched_pb.SelectDestinationsRequest:
     first = rows[0]
-    resources = {"VCPU": first.vcpus, "MEMORY_MB": first.ram_mb}
-    if first.disk_gb:
-        resources["DISK_GB"] = first.disk_gb
+    resources = resources_of(first)
     request = sched_pb.SelectDestinationsRequest(
         instance_ids=[row.id for row in rows],
         project_id=first.project_id,

@@ -23,6 +23,10 @@ from services.common.db import Database
 from services.common.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 
 TRAIT_PREFIX = "trait:"
+# "resources:CUSTOM_BAREMETAL_GOLD": "1" asks placement for that class too;
+# "resources:VCPU": "0" drops a standard one (a whole bare-metal machine has
+# no VCPU inventory to give), as Nova's flavors do.
+RESOURCES_PREFIX = "resources:"
 TRAIT_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,254}$")
 TRAIT_POLICIES = ("required", "forbidden")
 
@@ -49,6 +53,15 @@ class Flavor:
     created_at: datetime
 
     @property
+    def resources(self) -> dict[str, int]:
+        """What placement must give one server of this flavor."""
+        wanted = {"VCPU": self.vcpus, "MEMORY_MB": self.ram_mb, "DISK_GB": self.disk_gb}
+        for key, value in self.extra_specs.items():
+            if key.startswith(RESOURCES_PREFIX):
+                wanted[key.removeprefix(RESOURCES_PREFIX)] = int(value)
+        return {rc: amount for rc, amount in wanted.items() if amount > 0}
+
+    @property
     def required_traits(self) -> frozenset[str]:
         return self._traits("required")
 
@@ -68,9 +81,17 @@ def check_extra_specs(extra_specs: dict[str, str]) -> None:
     """Validate the namespaced keys Stratus acts on; other keys are free-form."""
     violations = []
     for key, value in sorted(extra_specs.items()):
+        where = f"flavor.extra_specs[{key!r}]"
+        if key.startswith(RESOURCES_PREFIX):
+            if not TRAIT_NAME.match(key.removeprefix(RESOURCES_PREFIX)):
+                violations.append(
+                    FieldViolation(where, "resource classes are upper case letters, digits and _")
+                )
+            if not value.isdigit():
+                violations.append(FieldViolation(where, f"must be a whole number, not {value!r}"))
+            continue
         if not key.startswith(TRAIT_PREFIX):
             continue
-        where = f"flavor.extra_specs[{key!r}]"
         if not TRAIT_NAME.match(key.removeprefix(TRAIT_PREFIX)):
             violations.append(
                 FieldViolation(where, "trait names are upper case letters, digits and _")

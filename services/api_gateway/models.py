@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -42,6 +42,8 @@ class ServerRow(Base):
     vcpus: Mapped[int] = mapped_column(Integer)
     ram_mb: Mapped[int] = mapped_column(Integer)
     disk_gb: Mapped[int] = mapped_column(Integer)
+    # What placement must give the server (the flavor's sizes and "resources:" specs).
+    resources: Mapped[dict[str, int]] = mapped_column(JSON, server_default=text("'{}'"))
     # Scheduling hints from the flavor's extra specs, kept for rescheduling.
     required_traits: Mapped[list[str]] = mapped_column(JSON)
     forbidden_traits: Mapped[list[str]] = mapped_column(JSON)

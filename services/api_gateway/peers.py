@@ -118,13 +118,14 @@ class Placement:
         )
         return {a.consumer_uuid for a in reply.allocations}
 
-    async def holds(self, consumer: str) -> bool:
-        held = await _call(
+    async def held(self, consumer: str) -> dict[str, dict[str, int]]:
+        """What the consumer holds, per provider."""
+        reply = await _call(
             "placement",
             self._allocations.GetAllocations,
             alloc_pb.GetAllocationsRequest(consumer_uuid=consumer),
         )
-        return bool(held.allocations)
+        return {a.resource_provider_uuid: dict(a.resources) for a in reply.allocations}
 
     async def usage(self, provider: str) -> dict[str, tuple[int, int]]:
         """Capacity and use per resource class of one provider."""

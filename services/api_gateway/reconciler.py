@@ -23,7 +23,14 @@ from datetime import timedelta
 from services.api_gateway.build import Builder
 from services.api_gateway.operations import Operations
 from services.api_gateway.peers import Placement
-from services.api_gateway.servers import ACTIVE, REBOOT, SHUTOFF, ServerRecords, now
+from services.api_gateway.servers import (
+    ACTIVE,
+    REBOOT,
+    SHUTOFF,
+    ServerRecords,
+    now,
+    resources_of,
+)
 from services.common.errors import StratusError
 from services.common.leadership import Leadership
 from services.common.liveness import HostLiveness
@@ -94,9 +101,7 @@ class Reconciler:
             if row.task_state or row.status not in (ACTIVE, SHUTOFF, REBOOT):
                 continue
             log.warning("server %s on %s holds no allocation; claiming it again", row.id, host)
-            resources = {"VCPU": row.vcpus, "MEMORY_MB": row.ram_mb}
-            if row.disk_gb:
-                resources["DISK_GB"] = row.disk_gb
+            resources = resources_of(row)
             try:
                 await self._placement.move(
                     row.id, row.project_id, row.user_id or "unknown", {provider: resources}

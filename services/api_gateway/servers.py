@@ -34,6 +34,15 @@ _servers = ServerRow.__table__
 _actions = ServerActionRow.__table__
 
 
+def resources_of(row: ServerRow) -> dict[str, int]:
+    """What placement must hold for the server (rows older than the resources column
+    have the flavor's sizes only)."""
+    if row.resources:
+        return dict(row.resources)
+    sizes = {"VCPU": row.vcpus, "MEMORY_MB": row.ram_mb, "DISK_GB": row.disk_gb}
+    return {rc: amount for rc, amount in sizes.items() if amount > 0}
+
+
 def power_name(value: int) -> str:
     """RUNNING for stratus.compute.v1.POWER_STATE_RUNNING, as users see it."""
     return power_state_pb2.PowerState.Name(value).removeprefix("POWER_STATE_")

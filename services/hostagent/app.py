@@ -16,6 +16,7 @@ from stratus.hostagent.v1 import hostagent_pb2, hostagent_pb2_grpc
 
 from services.common.config import ServiceSection, Settings
 from services.common.context import ROLES_KEY, SERVICE_ROLE, USER_KEY
+from services.common.errors import StratusError
 from services.common.liveness import HostLease
 from services.hostagent.drivers import make_driver
 from services.hostagent.drivers.base import Driver
@@ -43,14 +44,18 @@ class HostAgentApp:
 
     async def start(self, settings: Settings) -> None:
         section = settings.hostagent
+        self.identity = identity = host_identity(section, settings.state_dir)
         try:
-            self.driver = make_driver(section)
+            self.driver = make_driver(section, settings.state_dir / "hostagent" / identity.host)
         except ImportError as exc:
             raise SystemExit(
                 f"hostagent: the {section.driver} driver cannot load ({exc}); for libvirt "
-                "install Debian's libvirt-dev and pkg-config, then `make venv`"
+                "install Debian's libvirt-dev and pkg-config, then `make venv`; for container "
+                "install the `container` extra (`pip install -e '.[container]'`); for redfish "
+                "the `redfish` extra"
             ) from exc
-        self.identity = identity = host_identity(section, settings.state_dir)
+        except StratusError as exc:  # a configuration the driver refuses, such as its machines
+            raise SystemExit(f"hostagent: the {section.driver} driver: {exc.message}") from None
         metadata = ((ROLES_KEY, SERVICE_ROLE), (USER_KEY, f"hostagent:{identity.host}"))
         placement = grpc.aio.insecure_channel(settings.placement.target)
         api_gateway = grpc.aio.insecure_channel(settings.api_gateway.target)

@@ -6,12 +6,20 @@ inventories with the driver's totals (reserved amounts and allocation ratios
 from configuration) and sets its traits. Every write carries the provider
 generation; when someone else wrote in between (placement answers
 concurrent_update), the agent re-reads and tries again.
+
+A driver that hands out whole units (redfish: bare-metal machines) describes
+them as child providers: each becomes a provider below the host's, named
+"<host>/<child>", whose inventories allow only whole allocations
+(min_unit = max_unit = total). The host's own provider then offers no VCPU,
+MEMORY_MB or DISK_GB, and children the driver no longer reports are deleted
+(one still holding allocations is kept, with a warning).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -20,8 +28,8 @@ from stratus.placement.v1 import resource_providers_pb2 as rp_pb
 from stratus.placement.v1 import resource_providers_pb2_grpc
 
 from services.common.config import HostAgentSection
-from services.common.errors import AlreadyExists
-from services.hostagent.drivers.base import Driver, HostDescription
+from services.common.errors import AlreadyExists, StratusError
+from services.hostagent.drivers.base import ChildProvider, Driver, HostDescription
 from services.hostagent.identity import HostIdentity
 
 log = logging.getLogger(__name__)
@@ -34,12 +42,17 @@ def driver_trait(driver_name: str) -> str:
     return f"CUSTOM_DRIVER_{driver_name.upper()}"
 
 
+def child_provider_name(host: str, child: str) -> str:
+    return f"{host}/{child}"
+
+
 @dataclass(frozen=True)
 class HostReport:
     """What the agent last told placement; a new report is sent when it differs."""
 
     inventories: tuple[tuple[str, int, int, float], ...]
     traits: frozenset[str]
+    children: tuple[ChildProvider, ...] = ()
 
 
 class InventoryReporter:
@@ -61,12 +74,16 @@ class InventoryReporter:
     def wanted(self, host: HostDescription) -> HostReport:
         s, r = self._section, host.resources
         return HostReport(
-            inventories=(
+            # With children, the room is theirs: none of it may be had from the host itself.
+            inventories=()
+            if host.children
+            else (
                 ("VCPU", r.vcpus, s.reserved_vcpus, s.cpu_allocation_ratio),
                 ("MEMORY_MB", r.ram_mb, s.reserved_ram_mb, s.ram_allocation_ratio),
                 ("DISK_GB", r.disk_gb, s.reserved_disk_gb, s.disk_allocation_ratio),
             ),
             traits=host.traits | {driver_trait(host.driver)},
+            children=host.children,
         )
 
     async def report_if_changed(self) -> bool:
@@ -77,6 +94,7 @@ class InventoryReporter:
         await self._ensure_provider()
         await self._retry_on_conflict(self._set_inventories, wanted)
         await self._retry_on_conflict(self._set_traits, wanted)
+        await self._report_children(wanted.children)
         self.last = wanted
         log.info(
             "reported host %s to placement as provider %s: %s; traits %s",
@@ -85,9 +103,17 @@ class InventoryReporter:
             ", ".join(
                 f"{rc} {total} (reserved {res}, ratio {ratio:g})"
                 for rc, total, res, ratio in wanted.inventories
-            ),
+            )
+            or "no inventory of its own",
             ", ".join(sorted(wanted.traits)),
         )
+        if wanted.children:
+            log.info(
+                "reported %d child provider(s) of host %s: %s",
+                len(wanted.children),
+                self._identity.host,
+                ", ".join(f"{c.name} {dict(c.resources)}" for c in wanted.children),
+            )
         return True
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -98,7 +124,7 @@ class InventoryReporter:
                 await self.report_if_changed()
                 failures = 0
                 wait = self._section.inventory_interval_s
-            except (grpc.aio.AioRpcError, AlreadyExists) as exc:
+            except (grpc.aio.AioRpcError, StratusError) as exc:  # placement or driver down
                 wait = RETRY_BACKOFF_S[min(failures, len(RETRY_BACKOFF_S) - 1)]
                 level = logging.WARNING if failures == 0 else logging.DEBUG
                 log.log(level, "cannot report to placement (retrying in %ss): %s", wait, _why(exc))
@@ -150,18 +176,24 @@ class InventoryReporter:
             ) from exc
 
     async def _retry_on_conflict(self, write, wanted: HostReport) -> None:
+        await self._with_generation(
+            self._identity.provider_uuid, functools.partial(write, wanted=wanted)
+        )
+
+    async def _with_generation(self, uuid: str, write) -> None:
+        """write(generation) on provider uuid, re-reading the generation while someone
+        else writes in between."""
         for attempt in range(GENERATION_RETRIES):
             provider = await self._call(
-                self._stub.GetResourceProvider,
-                rp_pb.GetResourceProviderRequest(uuid=self._identity.provider_uuid),
+                self._stub.GetResourceProvider, rp_pb.GetResourceProviderRequest(uuid=uuid)
             )
             try:
-                await write(provider.generation, wanted)
+                await write(provider.generation)
                 return
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.ABORTED or attempt == GENERATION_RETRIES - 1:
                     raise
-                log.debug("provider generation moved; retrying %s", write.__name__)
+                log.debug("generation of provider %s moved; retrying", uuid)
 
     async def _set_inventories(self, generation: int, wanted: HostReport) -> None:
         await self._call(
@@ -204,6 +236,97 @@ class InventoryReporter:
                 traits=traits,
             ),
         )
+
+    # Child providers: the units a driver hands out whole.
+
+    async def _report_children(self, children: tuple[ChildProvider, ...]) -> None:
+        for child in children:
+            await self._ensure_child(child)
+            await self._with_generation(
+                child.uuid, functools.partial(self._set_whole_inventories, child)
+            )
+        await self._delete_stale_children({c.uuid for c in children})
+
+    async def _ensure_child(self, child: ChildProvider) -> None:
+        root = self._identity.provider_uuid
+        name = child_provider_name(self._identity.host, child.name)
+        try:
+            provider = await self._call(
+                self._stub.GetResourceProvider, rp_pb.GetResourceProviderRequest(uuid=child.uuid)
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+        else:
+            if (provider.name, provider.parent_uuid) != (name, root):  # host renamed, say
+                await self._call(
+                    self._stub.UpdateResourceProvider,
+                    rp_pb.UpdateResourceProviderRequest(
+                        uuid=child.uuid, generation=provider.generation, name=name, parent_uuid=root
+                    ),
+                )
+            return
+        try:
+            await self._call(
+                self._stub.CreateResourceProvider,
+                rp_pb.CreateResourceProviderRequest(
+                    resource_provider=rp_pb.ResourceProvider(
+                        uuid=child.uuid, name=name, parent_uuid=root
+                    )
+                ),
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+            raise AlreadyExists(
+                f"placement already has a provider named {name!r} with another uuid; if this "
+                f"host lost its driver state, delete that provider once it holds no servers "
+                f"(this agent's is {child.uuid})"
+            ) from exc
+
+    async def _set_whole_inventories(self, child: ChildProvider, generation: int) -> None:
+        await self._call(
+            self._stub.ReplaceInventories,
+            rp_pb.ReplaceInventoriesRequest(
+                uuid=child.uuid,
+                resource_provider_generation=generation,
+                inventories=[
+                    rp_pb.Inventory(resource_class=rc, total=total, min_unit=total, max_unit=total)
+                    for rc, total in sorted(child.resources.items())
+                ],
+            ),
+        )
+
+    async def _delete_stale_children(self, reported: set[str]) -> None:
+        """Delete this host's "<host>/..." children the driver no longer reports."""
+        root, prefix = self._identity.provider_uuid, child_provider_name(self._identity.host, "")
+        stale, token = [], ""
+        while True:
+            page = await self._call(
+                self._stub.ListResourceProviders,
+                rp_pb.ListResourceProvidersRequest(in_tree=root, page_size=1000, page_token=token),
+            )
+            stale += [
+                p
+                for p in page.resource_providers
+                if p.parent_uuid == root and p.name.startswith(prefix) and p.uuid not in reported
+            ]
+            token = page.next_page_token
+            if not token:
+                break
+        for provider in stale:
+            try:
+                await self._call(
+                    self._stub.DeleteResourceProvider,
+                    rp_pb.DeleteResourceProviderRequest(uuid=provider.uuid),
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    continue
+                # Still holding a server's allocation: kept until that server is gone.
+                log.warning("cannot delete stale provider %s yet: %s", provider.name, _why(exc))
+            else:
+                log.info("deleted provider %s: the driver no longer reports it", provider.name)
 
 
 def _why(exc: Exception) -> str:

@@ -40,4 +40,5 @@ def spec_from_proto(request: pb.SpawnRequest) -> ServerSpec:
         ram_mb=request.ram_mb,
         disk_gb=request.disk_gb,
         image_ref=request.image_ref,
+        allocations={a.resource_provider_uuid: dict(a.resources) for a in request.allocations},
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
+
 import grpc
 from stratus.placement.v1 import allocation_candidates_pb2 as cand_pb
 from stratus.placement.v1 import (
@@ -13,9 +16,11 @@ from stratus.placement.v1 import allocations_pb2 as alloc_pb
 from stratus.placement.v1 import resource_providers_pb2 as rp_pb
 
 from services.common.errors import NoValidHost, Unavailable
+from services.common.peer_errors import reason_of
 from services.scheduler.request import SchedulingRequest
 
 CALL_TIMEOUT_S = 30
+CLAIM_ATTEMPTS = 3
 
 
 class ClaimLost(Exception):
@@ -71,23 +76,29 @@ class PlacementClient:
     async def claim(
         self, instance_id: str, request: SchedulingRequest, allocations: dict[str, dict[str, int]]
     ) -> None:
-        try:
-            await self._call(
-                self._allocations.PutAllocations,
-                alloc_pb.PutAllocationsRequest(
-                    consumer_uuid=instance_id,
-                    project_id=request.project_id,
-                    user_id=request.user_id,
-                    allocations=[
-                        alloc_pb.Allocation(resource_provider_uuid=rp, resources=res)
-                        for rp, res in allocations.items()
-                    ],
-                ),
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.ABORTED:
-                raise ClaimLost(exc.details() or "conflict") from exc
-            raise
+        """Claim, or ClaimLost. A conflict that is not about room (a database
+        deadlock between concurrent claims) is tried again: a claim repeated
+        after it took effect is answered unchanged, so a retry never counts twice."""
+        put = alloc_pb.PutAllocationsRequest(
+            consumer_uuid=instance_id,
+            project_id=request.project_id,
+            user_id=request.user_id,
+            allocations=[
+                alloc_pb.Allocation(resource_provider_uuid=rp, resources=res)
+                for rp, res in allocations.items()
+            ],
+        )
+        for attempt in range(CLAIM_ATTEMPTS):
+            try:
+                await self._call(self._allocations.PutAllocations, put)
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.ABORTED:
+                    raise
+                no_room = reason_of(exc) == "placement.insufficient_capacity"
+                if no_room or attempt == CLAIM_ATTEMPTS - 1:
+                    raise ClaimLost(exc.details() or "conflict") from exc
+                await asyncio.sleep(random.uniform(0.005, 0.05))
 
     async def allocations_of(self, consumer: str) -> dict[str, dict[str, int]]:
         reply = await self._call(

@@ -3,7 +3,8 @@
 Each test runs once per driver. A new driver joins by adding a case to
 `DRIVER_CASES` and passing this file. libvirt runs on its `test://` driver
 (a real libvirt connection, no hypervisor); it skips where libvirt-python is
-not installed, except in CI, where it must run.
+not installed, except in CI, where it must run. redfish runs three machines
+behind sushy-tools' emulator on that same test driver, and skips likewise.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import pytest
 from services.common.errors import InvalidArgument, NotFound, StratusError
 from services.hostagent.drivers.base import Capability, Driver, HostResources, PowerState
 from services.hostagent.drivers.fake import FakeDriver
+from tests.drivers.container_host import make_container_driver
 from tests.drivers.libvirt_host import make_libvirt_driver
+from tests.drivers.redfish_host import HOST as BARE_METAL
+from tests.drivers.redfish_host import make_redfish_driver
 from tests.drivers.specs import spec
 
 HOST = HostResources(vcpus=32, ram_mb=65536, disk_gb=500)
@@ -46,7 +50,24 @@ async def _fake_without_power(tmp_path) -> DriverCase:
     return DriverCase(FakeDriver(HOST, images=frozenset({IMAGE}), without=without), HOST)
 
 
-DRIVER_CASES = {"fake": _fake, "fake-limited": _fake_without_power, "libvirt": _libvirt}
+async def _container(tmp_path) -> DriverCase:
+    # On the session's own podman service; skips (fails in CI) where podman cannot run.
+    return DriverCase(make_container_driver(host=HOST), HOST)
+
+
+async def _redfish(tmp_path) -> DriverCase:
+    # Three machines behind sushy-tools' emulator; skips (fails in CI) without it or libvirt.
+    # The host is what they have together; a server takes the first free machine that fits.
+    return DriverCase(make_redfish_driver(tmp_path), BARE_METAL)
+
+
+DRIVER_CASES = {
+    "fake": _fake,
+    "fake-limited": _fake_without_power,
+    "libvirt": _libvirt,
+    "container": _container,
+    "redfish": _redfish,
+}
 
 
 @pytest.fixture(params=sorted(DRIVER_CASES))

@@ -56,7 +56,7 @@ def test_concurrent_requests_never_overcommit_and_none_is_lost(two_schedulers, h
     placed = [r for r in results if isinstance(r, pb.SelectDestinationsResponse)]
     refused = [r for r in results if isinstance(r, grpc.RpcError)]
     assert {reason(e) for e in refused} <= {"compute.no_valid_host"}, [e.details() for e in refused]
-    assert len(placed) == 30 and len(refused) == 10
+    assert (len(placed), len(refused)) == (30, 10), [e.details() for e in refused]
     assert all(hosts.usage(h)["VCPU"] == 3 for h in made)
     for request, result in zip(requests, results, strict=True):
         held = hosts.placement.held(request.instance_ids[0])

@@ -40,6 +40,10 @@ class ServerSpec:
     ram_mb: int
     disk_gb: int
     image_ref: str
+    # What placement holds for the server on this host: provider uuid -> class -> amount.
+    # A driver with child providers learns from it which one to use (a bare-metal
+    # machine); empty when the caller did not say (direct calls, tests).
+    allocations: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,17 @@ class HostResources:
 
 
 @dataclass(frozen=True)
+class ChildProvider:
+    """A provider the driver hands out whole: one allocation takes all its resources."""
+
+    # Stable across restarts: placement's allocations name it, and spawn finds it by it.
+    uuid: str
+    # Unique on this host; in placement the provider is called "<host>/<name>".
+    name: str
+    resources: dict[str, int]
+
+
+@dataclass(frozen=True)
 class HostDescription:
     driver: str
     # The hypervisor's own version string ("libvirt 9.0.0 (test)", "fake 1").
@@ -74,6 +89,11 @@ class HostDescription:
     free_ram_mb: int
     # Standard or CUSTOM_* trait names the host offers (COMPUTE_*, HW_CPU_*...).
     traits: frozenset[str] = field(default_factory=frozenset)
+    # Providers below the host's own, one per unit the driver hands out whole (a
+    # bare-metal machine). When there are any, resources is what they have together,
+    # and the host's own provider offers no VCPU, MEMORY_MB or DISK_GB: a server gets
+    # its room only by taking a child.
+    children: tuple[ChildProvider, ...] = ()
 
 
 class Capability(StrEnum):
