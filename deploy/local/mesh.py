@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from honcho.environ import parse_procfile
 
 from cli.tokens import ensure_signing_key, jwks_path, load_signing_key, mint_token
+from deploy.local import podman_host, redfish_bmc
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = Path(__file__).with_name("Procfile")
@@ -47,9 +49,31 @@ PORT_OFFSETS = {
     "etcd_peer": 16,
     "hostagent_2": 17,
     "hostagent_libvirt": 18,
+    "redfish_bmc": 19,
+    "hostagent_redfish": 20,
+    "hostagent_container": 21,
 }
 # Host agents by port name, with their host names (the Procfile sets them).
-HOST_AGENTS = {"hostagent": "fake-1", "hostagent_2": "fake-2", "hostagent_libvirt": "libvirt-1"}
+HOST_AGENTS = {
+    "hostagent": "fake-1",
+    "hostagent_2": "fake-2",
+    "hostagent_libvirt": "libvirt-1",
+    "hostagent_redfish": "metal-1",
+    "hostagent_container": "container-1",
+}
+# Procfile processes of each optional part, by the MeshLayout flag that turns it on.
+OPTIONAL_PROCESSES = {
+    "with_libvirt": ("hostagent-libvirt",),
+    "with_redfish": ("redfish-bmc", "hostagent-redfish"),
+    "with_containers": ("podman", "hostagent-container"),
+}
+# The bare-metal machines of `make run`'s BMC (metal-1's).
+BMC_MACHINES = (
+    redfish_bmc.Machine("bm-0", "5e1f0000-0000-4000-8000-000000000000", 2, 4096),
+    redfish_bmc.Machine("bm-1", "5e1f0000-0000-4000-8000-000000000001", 4, 8192),
+    redfish_bmc.Machine("bm-2", "5e1f0000-0000-4000-8000-000000000002", 8, 16384, "silver"),
+)
+BMC_USERNAME = "stratus"
 # A stand-in image file for the libvirt agent: its test driver never reads it.
 LIBVIRT_TEST_IMAGE = "cirros"
 
@@ -80,11 +104,23 @@ class MeshLayout:
     ports: dict[str, int]
     database_urls: dict[str, str] = field(default_factory=dict)
     with_libvirt: bool = field(default_factory=libvirt_available)
+    # Off unless asked for (run.py turns them on where their backend is available).
+    with_redfish: bool = False
+    with_containers: bool = False
+
+    def _off(self) -> set[str]:
+        """Procfile processes this mesh does not run."""
+        return {p for flag, ps in OPTIONAL_PROCESSES.items() if not getattr(self, flag) for p in ps}
 
     @property
     def agents(self) -> list[str]:
         """Port names of the host agents this mesh runs."""
-        return [a for a in HOST_AGENTS if self.with_libvirt or a != "hostagent_libvirt"]
+        off = self._off()
+        return [a for a in HOST_AGENTS if a.replace("_", "-") not in off]
+
+    @property
+    def bmc_dir(self) -> Path:
+        return self.state_dir / "bmc"
 
     @classmethod
     def from_port_base(cls, state_dir: Path, base: int = DEFAULT_PORT_BASE) -> MeshLayout:
@@ -109,6 +145,9 @@ class MeshLayout:
             "STRATUS_LOCAL_ETCD_PEER": self.address("etcd_peer"),
             "STRATUS_LOCAL_HOSTAGENT_2": self.address("hostagent_2"),
             "STRATUS_LOCAL_HOSTAGENT_LIBVIRT": self.address("hostagent_libvirt"),
+            "STRATUS_LOCAL_HOSTAGENT_REDFISH": self.address("hostagent_redfish"),
+            "STRATUS_LOCAL_HOSTAGENT_CONTAINER": self.address("hostagent_container"),
+            "STRATUS_LOCAL_PODMAN_URL": podman_host.socket_url(self.state_dir),
             "PYTHONUNBUFFERED": "1",
         }
         for service in SERVICES:
@@ -150,6 +189,31 @@ class MeshLayout:
             images = self.state_dir / "images"
             images.mkdir(exist_ok=True)
             (images / LIBVIRT_TEST_IMAGE).write_text("stand-in image for libvirt's test driver\n")
+        if self.with_redfish:
+            self._prepare_bmc()
+        if self.with_containers:
+            podman_host.import_image(podman_host.mesh_options(self.state_dir))
+
+    def _prepare_bmc(self) -> None:
+        """The BMC's flask config, machines and password (new each start), and metal-1's
+        machines file naming them (credentials in bmc.toml, mode 0600)."""
+        bmc = self.bmc_dir
+        bmc.mkdir(mode=0o700, exist_ok=True)
+        password = secrets.token_urlsafe(18)
+        redfish_bmc.write_htpasswd(bmc / "htpasswd", BMC_USERNAME, password)
+        redfish_bmc.write_config(
+            bmc / "emulator.conf", self.ports["redfish_bmc"], bmc / "state", bmc / "htpasswd"
+        )
+        redfish_bmc.write_machines_json(bmc / "machines.json", BMC_MACHINES)
+        url = f"http://{self.address('redfish_bmc')}"
+        redfish_bmc.write_enrolment(bmc, url, BMC_MACHINES, BMC_USERNAME, password)
+
+    def cleanup(self) -> None:
+        """After the mesh stopped: remove what outlives its processes (the containers of
+        its podman service, which conmon keeps running)."""
+        if self.with_containers:
+            podman_host.remove_containers(podman_host.mesh_options(self.state_dir))
+            podman_host.forget_run_dir(self.state_dir)
 
     def mint_token(
         self, *, project: str | None, user: str | None, roles: Iterable[str], ttl: timedelta
@@ -159,11 +223,9 @@ class MeshLayout:
         return mint_token(key, project=project, user=user, roles=roles, ttl=ttl)
 
     def procfile_commands(self) -> dict[str, str]:
-        """The Procfile's processes for this mesh (without libvirt where it is missing)."""
+        """The Procfile's processes for this mesh (without the optional ones it does not run)."""
         commands = dict(parse_procfile(PROCFILE.read_text()).processes)
-        if not self.with_libvirt:
-            del commands["hostagent-libvirt"]
-        return commands
+        return {name: c for name, c in commands.items() if name not in self._off()}
 
 
 def process_env(layout: MeshLayout) -> dict[str, str]:
@@ -263,3 +325,32 @@ def seed_flavors(layout: MeshLayout) -> list[str]:
             if exc.code != 409:  # 409: seeded by an earlier run
                 raise
     return created
+
+
+def wait_hosts_reported(layout: MeshLayout, timeout: float = 30.0) -> None:
+    """Wait until every started host is UP in /v1/hosts with its capacity reported:
+    an agent answers its health check a moment before placement knows its size,
+    and a server created in that moment would find no host."""
+    token = layout.mint_token(**SEED_IDENTITY, ttl=timedelta(minutes=5))
+    wanted = {HOST_AGENTS[a] for a in layout.agents}
+    request = urllib.request.Request(
+        f"{layout.rest_url}/v1/hosts", headers={"authorization": f"Bearer {token}"}
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                hosts = {h["name"]: h for h in json.load(response).get("hosts", [])}
+        except (OSError, urllib.error.URLError, ValueError):
+            hosts = {}
+        # A bare-metal host's capacity sits on its machines, not on the host itself.
+        ready = {
+            name
+            for name, h in hosts.items()
+            if h.get("status") == "UP" and (h.get("resources") or h.get("driver") == "redfish")
+        }
+        if wanted <= ready:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"hosts not reported after {timeout:.0f}s: {sorted(wanted - ready)}")
+        time.sleep(0.2)

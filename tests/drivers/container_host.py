@@ -26,38 +26,25 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from deploy.local import podman_host
+from deploy.local.podman_host import TEST_IMAGE, libpod_cgroups, podman_missing
+
+__all__ = ["TEST_IMAGE", "make_container_driver", "podman_service", "require_podman"]
 from services.hostagent.drivers.base import HostResources
 
 if TYPE_CHECKING:
     from services.hostagent.drivers.container_driver import ContainerDriver
 
-ROOT = Path(__file__).resolve().parents[2]
-CONTAINERS_CONF = ROOT / "deploy" / "podman" / "containers.conf"
-IMAGE_SCRIPT = ROOT / "tools" / "podman_test_image.sh"
-TEST_IMAGE = "localhost/stratus-busybox:latest"
-# The conformance suite boots `cirros` on every driver.
-IMAGE_ALIASES = ("localhost/cirros:latest",)
 DEFAULT_HOST = HostResources(vcpus=16, ram_mb=65536, disk_gb=1000)
 START_TIMEOUT_S = 20.0
-COMMAND_TIMEOUT_S = 60.0
-CGROUP_WAIT_S = 5.0
-CGROUP_ROOTS = ("/sys/fs/cgroup", *(str(p) for p in Path("/sys/fs/cgroup").glob("*/")))
 
 
 def require_podman() -> None:
     """Skip the caller (at module level too) where podman cannot run; in CI, fail instead."""
-    missing = [tool for tool in ("podman", "runc", "busybox") if shutil.which(tool) is None]
-    if missing:
-        reason = f"{', '.join(missing)} missing: run tools/setup_podman.sh as root"
-    elif os.geteuid() != 0:
-        reason = "the container driver's tests need root (podman sets cgroup limits)"
-    else:
-        try:
-            import podman  # noqa: F401
-        except ImportError as exc:
-            reason = f"the podman client is missing ({exc}): make venv"
-        else:
-            return
+    reason = podman_missing()
+    if reason is None:
+        return
+    reason += ": run tools/setup_podman.sh as root, then make venv"
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (CI must test the container driver)", pytrace=False)
     pytest.skip(reason, allow_module_level=True)
@@ -70,41 +57,17 @@ class PodmanService:
         # Short and under /tmp: a unix socket path may not exceed 107 bytes.
         self.dir = Path(tempfile.mkdtemp(prefix="stratus-podman-", dir="/tmp"))
         self.socket_url = f"unix://{self.dir}/podman.sock"
-        self.options = [
-            f"--root={self.dir}/root",
-            f"--runroot={self.dir}/run",
-            f"--tmpdir={self.dir}/tmp",
-            "--storage-driver=vfs",
-            # Else netavark keeps its lock in /etc/containers/networks, even with no network.
-            f"--network-config-dir={self.dir}/networks",
-        ]
-        self.env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
-        self._cgroups_before = _libpod_cgroups()
+        self.options = podman_host.options(self.dir, self.dir)
+        self.env = podman_host.environ()
+        self._cgroups_before = libpod_cgroups()
         self._process: subprocess.Popen | None = None
 
     def podman(self, *args: str) -> str:
         """Runs the podman CLI on this service's storage; its output."""
-        done = subprocess.run(
-            ["podman", *self.options, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT_S,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"podman {' '.join(args)} failed: {done.stderr.strip()}")
-        return done.stdout
+        return podman_host.podman(self.options, *args)
 
     def start(self) -> None:
-        subprocess.run(
-            [str(IMAGE_SCRIPT), *self.options],
-            env=self.env,
-            check=True,
-            timeout=COMMAND_TIMEOUT_S,
-        )
-        for alias in IMAGE_ALIASES:
-            self.podman("tag", TEST_IMAGE, alias)
+        podman_host.import_image(self.options)
         log = (self.dir / "service.log").open("wb")
         self._process = subprocess.Popen(
             ["podman", *self.options, "system", "service", "--time=0", self.socket_url],
@@ -133,7 +96,7 @@ class PodmanService:
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
-            self.podman("rm", "--all", "--force", "--time=0")
+            podman_host.remove_containers(self.options)
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
@@ -141,22 +104,8 @@ class PodmanService:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(timeout=10)
-        self._remove_cgroups()
+        podman_host.remove_cgroups(self._cgroups_before)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def _remove_cgroups(self) -> None:
-        """cgroupfs leaves libpod_parent/{conmon,...} under every controller: remove the
-        ones this session made. rmdir refuses a cgroup in use, so the last conmons
-        (which exit just after their container is removed) get a moment to go."""
-        deadline = time.monotonic() + CGROUP_WAIT_S
-        while True:
-            left = sorted(_libpod_cgroups() - self._cgroups_before, key=len, reverse=True)
-            for cgroup in left:
-                with contextlib.suppress(OSError):
-                    os.rmdir(cgroup)
-            if not left or time.monotonic() > deadline:
-                return
-            time.sleep(0.1)
 
 
 _service: PodmanService | None = None
@@ -196,14 +145,3 @@ def make_container_driver(
         ram_mb=host.ram_mb,
         disk_gb=host.disk_gb,
     )
-
-
-def _libpod_cgroups() -> set[str]:
-    """Every cgroup directory at or under a libpod_parent, in every hierarchy."""
-    found: set[str] = set()
-    for root in CGROUP_ROOTS:
-        parent = Path(root) / "libpod_parent"
-        if parent.is_dir():
-            found.add(str(parent))
-            found.update(str(p) for p in parent.rglob("*") if p.is_dir())
-    return found

@@ -2,11 +2,12 @@
 
 The emulator runs in its own process on a free port with a fresh state
 directory, HTTP basic auth on, and by default libvirt's test:///default behind
-it (redfish_emulator.py): power changes take about 0.1 s, but virtual media
-fails there. `fake=True` runs its fake backend instead, which can insert
-virtual media but takes 1-11 s per power change, so tests use it only for
-virtual media. It needs sushy-tools (a dev dependency) and, for libvirt,
-libvirt-python: without them the caller skips, except in CI, where it fails.
+it (deploy/local/redfish_bmc.py, which `make run` starts too): power changes
+take about 0.1 s, but virtual media fails there. `fake=True` runs its fake
+backend instead, which can insert virtual media but takes 1-11 s per power
+change, so tests use it only for virtual media. It needs sushy-tools (a dev
+dependency) and, for libvirt, libvirt-python: without them the caller skips,
+except in CI, where it fails.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from tempfile import mkdtemp
 from typing import TYPE_CHECKING
@@ -28,6 +28,15 @@ from typing import TYPE_CHECKING
 import pytest
 
 from deploy.local.mesh import ROOT, free_port
+from deploy.local.redfish_bmc import (
+    DISK_GB,
+    IMAGES,
+    Machine,
+    write_config,
+    write_enrolment,
+    write_htpasswd,
+    write_machines_json,
+)
 from services.hostagent.drivers.base import HostResources
 from tests.drivers.libvirt_host import require_libvirt
 
@@ -37,18 +46,6 @@ if TYPE_CHECKING:
 # Never printed, logged or returned: tests/drivers/test_redfish_driver.py looks for them.
 USERNAME = "bmc-operator-7"
 PASSWORD = "s3cret-Bmc-pw-4f1c9e"
-DISK_GB = 500
-IMAGES = {"cirros": "pxe"}
-
-
-@dataclass(frozen=True)
-class Machine:
-    name: str
-    uuid: str
-    vcpus: int
-    ram_mb: int
-    profile: str = "gold"
-
 
 # Sorted by name, smallest first: a spawn without an allocation takes the first that fits.
 MACHINES = (
@@ -90,28 +87,25 @@ class Emulator:
         self._proc: subprocess.Popen | None = None
 
     def start(self) -> Emulator:
-        import bcrypt
-
         self.state_dir.mkdir(parents=True, exist_ok=True)
         htpasswd = self.state_dir / "htpasswd"
-        digest = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
-        htpasswd.write_text(f"{USERNAME}:{digest}\n")
+        write_htpasswd(htpasswd, USERNAME, PASSWORD)
         config = self.state_dir / "emulator.conf"
-        lines = {
-            "SUSHY_EMULATOR_LISTEN_IP": "127.0.0.1",
-            "SUSHY_EMULATOR_LISTEN_PORT": self.port,
-            "SUSHY_EMULATOR_STATE_DIR": str(self.state_dir / "state"),
-            "SUSHY_EMULATOR_AUTH_FILE": str(htpasswd),
-        }
+        fake = {}
         if self.fake:
-            lines["SUSHY_EMULATOR_FAKE_DRIVER"] = True
-            lines["SUSHY_EMULATOR_FAKE_SYSTEMS"] = [
+            fake["SUSHY_EMULATOR_FAKE_DRIVER"] = True
+            fake["SUSHY_EMULATOR_FAKE_SYSTEMS"] = [
                 {"uuid": m.uuid, "name": m.name, "power_state": "Off", "external_notifier": False}
                 for m in self.machines
             ]
-        else:
-            lines["SUSHY_EMULATOR_LIBVIRT_URI"] = "test:///default"
-        config.write_text("".join(f"{k} = {v!r}\n" for k, v in lines.items()))
+        write_config(
+            config,
+            self.port,
+            self.state_dir / "state",
+            htpasswd,
+            libvirt_uri=None if self.fake else "test:///default",
+            **fake,
+        )
         if self.fake:
             command = [
                 str(Path(sys.executable).with_name("sushy-emulator")),
@@ -120,11 +114,11 @@ class Emulator:
             ]
         else:
             seeds = self.state_dir / "machines.json"
-            seeds.write_text(json.dumps([m.__dict__ for m in self.machines]))
+            write_machines_json(seeds, self.machines)
             command = [
                 sys.executable,
                 "-m",
-                "tests.drivers.redfish_emulator",
+                "deploy.local.redfish_bmc",
                 "--config",
                 str(config),
                 str(seeds),
@@ -197,29 +191,9 @@ def write_machines_file(
 ) -> Path:
     """An enrolment file for machines of emulator; credentials in a file of their own
     (mode 0600) unless credentials_file is False."""
-    directory.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for m in machines:
-        entry = [
-            "[[machine]]",
-            f'name = "{m.name}"',
-            f'bmc = "{emulator.url}"',
-            f'system = "{m.uuid}"',
-            f'profile = "{m.profile}"',
-            f"disk_gb = {DISK_GB}",
-        ]
-        if credentials_file:
-            entry.append('credentials_file = "bmc.toml"')
-        else:
-            entry += [f'username = "{USERNAME}"', f'password = "{PASSWORD}"']
-        entries.append("\n".join(entry))
-    secrets = directory / "bmc.toml"
-    secrets.write_text(f'username = "{USERNAME}"\npassword = "{PASSWORD}"\n')
-    secrets.chmod(0o600)
-    path = directory / "machines.toml"
-    table = "\n".join(f'"{ref}" = "{source}"' for ref, source in images.items())
-    path.write_text("\n\n".join(entries) + f"\n\n[images]\n{table}\n")
-    return path
+    return write_enrolment(
+        directory, emulator.url, machines, USERNAME, PASSWORD, images, credentials_file
+    )
 
 
 def make_redfish_driver(
