@@ -7,8 +7,9 @@ services/common/leadership.py) runs a pass every reconcile_interval_s:
    between its records and its quota, a build before or during its spawn, a
    delete, an action. Every step they repeat is idempotent on the server id.
 2. Per live host, placement's consumers are compared with our records:
-   an allocation whose server does not exist (or is deleted) is released; a
-   server that should hold one and does not is reported and healed.
+   an allocation of a server that is deleted is released (consumers that were
+   never servers are left alone: placement has other users); a server that
+   should hold one and does not is reported and healed.
 Hosts that die need no pass: a server's host_status comes from the liveness
 watch, so it shows DOWN as soon as the key goes and UP when it is back.
 """
@@ -25,6 +26,7 @@ from services.api_gateway.operations import Operations
 from services.api_gateway.peers import Placement
 from services.api_gateway.servers import (
     ACTIVE,
+    DELETED,
     REBOOT,
     SHUTOFF,
     ServerRecords,
@@ -92,9 +94,11 @@ class Reconciler:
         ours = {row.id: row for row in await self._records.on_provider(provider)}
         for consumer in held - ours.keys():
             row = await self._records.load(consumer)
-            if row is not None and row.task_state:
-                continue  # a build or a delete is working on it
-            log.warning("releasing allocation of %s on %s: no such server", consumer, host)
+            # Only what was ours and is gone: a consumer we never knew may belong to
+            # another placement user, and a server with a task is being worked on.
+            if row is None or row.status != DELETED or row.task_state:
+                continue
+            log.warning("releasing allocation of deleted server %s on %s", consumer, host)
             await self._placement.release(consumer)
         for server_id in ours.keys() - held:
             row = ours[server_id]

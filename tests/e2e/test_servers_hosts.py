@@ -27,8 +27,9 @@ def zone_agent(sqlite_mesh, tmp_path):
     """Start a fake host alone in a new zone (2 s liveness TTL); (host, zone, process)."""
     started = []
 
-    def start(**extra_env: str):
-        host, zone = f"zoned-{uuid.uuid4().hex[:6]}", f"az-{uuid.uuid4().hex[:6]}"
+    def start(host: str = "", zone: str = "", **extra_env: str):
+        host = host or f"zoned-{uuid.uuid4().hex[:6]}"
+        zone = zone or f"az-{uuid.uuid4().hex[:6]}"
         env = process_env(sqlite_mesh.layout) | {
             "STRATUS_HOSTAGENT__HOST": host,
             "STRATUS_HOSTAGENT__AVAILABILITY_ZONE": zone,
@@ -69,7 +70,9 @@ def test_a_server_boots_on_libvirt(sqlite_mesh):
         wait(client, server["id"], until=lambda s: s["status"] == "DELETED")
 
 
-def test_a_zone_places_the_server_and_a_dead_host_shows_down(sqlite_mesh, zone_agent, placement):
+def test_a_dead_host_shows_down_gets_no_new_servers_and_comes_back_with_them(
+    sqlite_mesh, zone_agent, placement
+):
     host, zone, agent = zone_agent()
     with sqlite_mesh.rest(member_of()) as client:
         flavor = fake_flavor(sqlite_mesh)
@@ -89,6 +92,29 @@ def test_a_zone_places_the_server_and_a_dead_host_shows_down(sqlite_mesh, zone_a
         refused = client.post(f"/v1/servers/{server['id']}:stop", json={})
         assert refused.status_code == 409
         assert refused.json()["error"]["reason"] == "compute.host_down"
+        (avoided,) = create(client, flavor, name="avoided", availability_zone=zone)
+        fault = wait(client, avoided["id"])["fault"]["message"]
+        assert "removed by host-alive" in fault  # new boots avoid the dead host
+
+        # The host comes back (same name, same state): its server with it.
+        _, _, agent = zone_agent(host=host, zone=zone)
+        took, _ = wait_for(
+            lambda: client.get(f"/v1/servers/{server['id']}").json()["host_status"] == "UP",
+            15,
+            "host UP",
+        )
+        print(f"server's host UP again {took:.2f}s after the agent restarted")
+        client.post(f"/v1/servers/{server['id']}:stop", json={})
+        assert wait(client, server["id"])["power_state"] == "SHUTDOWN"
+        client.post(f"/v1/servers/{server['id']}:start", json={})
+        assert wait(client, server["id"])["status"] == "ACTIVE"
+        os.kill(agent.pid, signal.SIGKILL)
+        agent.wait()
+        wait_for(
+            lambda: client.get(f"/v1/servers/{server['id']}").json()["host_status"] == "DOWN",
+            10,
+            "host DOWN again",
+        )
 
         client.delete(f"/v1/servers/{server['id']}")
         gone = wait(client, server["id"], until=lambda s: s["status"] == "DELETED")

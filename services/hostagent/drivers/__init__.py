@@ -23,6 +23,7 @@ def make_driver(section: HostAgentSection, state_dir: Path) -> Driver:
             failure_rate=fake.failure_rate,
             seed=fake.seed,
             without=frozenset(Capability(c.strip()) for c in fake.without.split(",") if c.strip()),
+            state_file=state_dir / "fake-servers.json",
         )
     if section.driver == "container":
         # Imported only when chosen: the podman client is an optional dependency.

@@ -10,8 +10,11 @@ and the power calls, never destroy, and a failed spawn leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 
 from services.hostagent.drivers.base import (
     ALL_CAPABILITIES,
@@ -42,14 +45,30 @@ class FakeDriver:
         failure_rate: float = 0.0,
         seed: int = 0,
         without: frozenset[Capability] = frozenset(),
+        state_file: Path | None = None,
     ) -> None:
         self.capabilities = ALL_CAPABILITIES - without
+        # Where the fake host keeps its servers across agent restarts, as a real
+        # hypervisor would; None keeps them in memory only (tests, the simulator).
+        self._state_file = state_file
         self.resources = resources
         self.images = images
         self.delay_s = delay_s
         self.failure_rate = failure_rate
         self._random = random.Random(seed)
         self._servers: dict[str, DriverServer] = {}
+        if state_file is not None and state_file.exists():
+            for item in json.loads(state_file.read_text()):
+                server = DriverServer(**item | {"power_state": PowerState(item["power_state"])})
+                self._servers[server.server_id] = server
+
+    def _save(self) -> None:
+        if self._state_file is None:
+            return
+        self._state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps([asdict(s) for s in self._servers.values()]))
+        os.replace(tmp, self._state_file)
 
     async def describe_host(self) -> HostDescription:
         running = [s for s in self._servers.values() if s.power_state is PowerState.RUNNING]
@@ -81,12 +100,14 @@ class FakeDriver:
                 image_ref=spec.image_ref,
             ),
         )
+        self._save()
         return server
 
     async def destroy(self, server_id: str) -> None:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         self._servers.pop(server_id, None)
+        self._save()
 
     async def reboot(self, server_id: str, hard: bool) -> DriverServer:
         self._require(Capability.REBOOT_HARD if hard else Capability.REBOOT_SOFT)
@@ -131,6 +152,7 @@ class FakeDriver:
         if server is None:  # destroyed meanwhile
             raise server_not_found(server_id)
         self._servers[server_id] = server = replace(server, power_state=state)
+        self._save()
         return server
 
     def _require(self, capability: Capability) -> None:
