@@ -25,8 +25,9 @@ lint: gen
 
 gen: gen/stratus.binpb
 
-gen/stratus.binpb: $(STAMP) $(PROTOS) tools/gen_protos.py
+gen/stratus.binpb: $(STAMP) $(PROTOS) tools/gen_protos.py tools/gen_openapi.py
 	$(BIN)/python tools/gen_protos.py
+	$(BIN)/python tools/gen_openapi.py
 
 venv: $(STAMP)
 
