@@ -14,10 +14,9 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from deploy.local.mesh import MeshLayout
+from deploy.local.mesh import MeshLayout, wait_hosts_reported
 from tests.etcd_server import EtcdServer
 from tests.harness import RunningMesh
-from tests.hostagent_client import wait_hosts_registered
 
 PG_ADMIN_URL = os.environ.get(
     "STRATUS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -86,7 +85,7 @@ def meshes(tmp_path_factory, postgres) -> Iterator[dict]:
             mesh.start()
             started[kind] = mesh
             # Agents report to placement just after they serve; tests need the hosts.
-            wait_hosts_registered(mesh)
+            wait_hosts_reported(mesh.layout)
         return started[kind]
 
     yield get

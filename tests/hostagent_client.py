@@ -46,24 +46,3 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.05):
             raise AssertionError(f"{what} did not happen within {timeout}s")
         time.sleep(step)
 
-
-def wait_hosts_registered(mesh, timeout: float = 30.0) -> None:
-    """Wait until every agent of the mesh has its provider, inventory and traits."""
-    from deploy.local.mesh import HOST_AGENTS
-
-    with mesh.channel("placement") as channel:
-        placement = Placement(channel)
-
-        def registered(host: str) -> bool:
-            found = providers_named(placement, host)
-            if not found:
-                return False
-            traits = placement.call(
-                placement.providers.GetProviderTraits,
-                rp_pb.GetProviderTraitsRequest(uuid=found[0].uuid),
-            )
-            return bool(traits.traits)
-
-        for port_name in mesh.layout.agents:
-            host = HOST_AGENTS[port_name]
-            wait_for(lambda h=host: registered(h), timeout, f"host {host} in placement")

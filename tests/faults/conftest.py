@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.local.mesh import MeshLayout
+from deploy.local.mesh import MeshLayout, wait_hosts_reported
 from tests.harness import RunningMesh
-from tests.hostagent_client import wait_hosts_registered
 
 FAULT_SETTINGS = {
     "STRATUS_API_GATEWAY__RECONCILE_INTERVAL_S": "0.5",
@@ -30,6 +29,6 @@ def fault_mesh(tmp_path_factory):
         MeshLayout.on_free_ports(state / "state"), logs=state / "logs", extra_env=FAULT_SETTINGS
     )
     mesh.start()
-    wait_hosts_registered(mesh)
+    wait_hosts_reported(mesh.layout)
     yield mesh
     mesh.stop()

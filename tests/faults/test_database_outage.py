@@ -18,11 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.local.mesh import MeshLayout
+from deploy.local.mesh import MeshLayout, wait_hosts_reported
 from tests.compute_client import create, fake_flavor, member_of, wait
 from tests.faults.conftest import FAULT_SETTINGS
 from tests.harness import RunningMesh
-from tests.hostagent_client import wait_hosts_registered
 from tests.placement_client import Placement
 
 OUTAGE_S = 5
@@ -59,7 +58,7 @@ def pg_mesh(tmp_path_factory, postgres):
         layout.database_urls[service] = postgres.new()
     mesh = RunningMesh(layout, logs=state / "logs", extra_env=FAULT_SETTINGS)
     mesh.start()
-    wait_hosts_registered(mesh)
+    wait_hosts_reported(mesh.layout)
     yield mesh
     mesh.stop()
 
