@@ -97,12 +97,14 @@ class ServerRecords:
             )
             return list(await session.scalars(query))
 
-    async def on_provider(self, provider_uuid: str) -> list[ServerRow]:
+    async def _live_where(self, condition) -> list[ServerRow]:
+        """Servers not deleted that match `condition`."""
         async with self._db.transaction() as session:
-            query = select(ServerRow).where(
-                ServerRow.provider_uuid == provider_uuid, ServerRow.status != DELETED
-            )
+            query = select(ServerRow).where(condition, ServerRow.status != DELETED)
             return list(await session.scalars(query))
+
+    async def on_provider(self, provider_uuid: str) -> list[ServerRow]:
+        return await self._live_where(ServerRow.provider_uuid == provider_uuid)
 
     async def get(self, ctx: RequestContext, server_id: str) -> ServerRow:
         """The server, if the caller may see it; another project's is "not found"."""
@@ -284,9 +286,7 @@ class ServerRecords:
             ]
 
     async def on_host(self, host: str) -> list[ServerRow]:
-        async with self._db.transaction() as session:
-            query = select(ServerRow).where(ServerRow.host == host, ServerRow.status != DELETED)
-            return list(await session.scalars(query))
+        return await self._live_where(ServerRow.host == host)
 
     async def by_host(self) -> dict[str, tuple[int, str]]:
         """Per host with servers: how many (not deleted), and the host's provider."""
@@ -299,11 +299,7 @@ class ServerRecords:
             return {host: (count, provider) for host, count, provider in rows}
 
     async def group_members(self, group_id: str) -> list[ServerRow]:
-        async with self._db.transaction() as session:
-            query = select(ServerRow).where(
-                ServerRow.server_group_id == group_id, ServerRow.status != DELETED
-            )
-            return list(await session.scalars(query))
+        return await self._live_where(ServerRow.server_group_id == group_id)
 
 
 def _action_values(server_id: str, action: str, ctx: RequestContext, at: datetime) -> dict:
