@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -224,7 +225,9 @@ class ContainerDriver:
             )
         except APIError as exc:
             # A concurrent spawn of the same id may have created it since the look-up.
-            existing = self._named(name)
+            # Podman claims the name before the container can be inspected, so look
+            # again for a moment before calling it a failure.
+            existing = self._named_soon(name)
             if existing is not None:
                 return self._existing(spec.server_id, existing)
             raise driver_failed("spawn", spec.server_id, _detail(exc)) from None
@@ -242,6 +245,14 @@ class ContainerDriver:
             return self._client.containers.get(name)
         except PodmanNotFound:
             return None
+
+    def _named_soon(self, name: str, wait_s: float = 2.0) -> Container | None:
+        deadline = time.monotonic() + wait_s
+        while True:
+            found = self._named(name)
+            if found is not None or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.05)
 
     def _existing(self, server_id: str, container: Container) -> DriverServer:
         """What spawning an id whose container name is taken returns: ours, or a refusal."""
