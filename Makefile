@@ -11,7 +11,8 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)$(LIBVIR
 PROTOS := $(shell find protos -name '*.proto')
 PYTEST_ARGS ?=
 
-.PHONY: run test lint gen venv clean config-reference bench-placement bench-scheduler
+.PHONY: run test lint gen venv clean config-reference bench-placement bench-scheduler bench-boot \
+	bench-api
 
 run: gen
 	$(BIN)/python -m deploy.local.run
@@ -46,6 +47,12 @@ bench-placement: gen
 
 bench-scheduler: gen
 	$(BIN)/python -m bench.scheduler --sizes 1000,10000 --samples 10,50,200,0
+
+bench-boot: gen
+	$(BIN)/python -m bench.boot --hosts 1000,10000 --servers 10000 --databases sqlite,postgresql
+
+bench-api: gen
+	$(BIN)/python -m bench.api --databases sqlite,postgresql
 
 config-reference: venv
 	$(BIN)/python -m services.common.config

@@ -1,0 +1,313 @@
+"""Boot benchmark: servers created through the REST edge until ACTIVE, then deleted.
+
+    .venv/bin/python -m bench.boot [--hosts 1000,10000] [--servers 10000] [--clients 8]
+                                   [--variants single,multi,anti-affinity]
+                                   [--databases sqlite,postgresql] [--quick]
+
+For each database and host count it starts the real mesh (bench/mesh.py: a
+fresh database, N simulated hosts) and, per variant, K clients each with its
+own project and token boot M servers (flavor m1.tiny) through Envoy:
+  * single: one server per POST /v1/servers;
+  * multi: min_count = max_count = 100 per request;
+  * anti-affinity: one server per request, each in an anti-affinity server
+    group of 10 members, fewer on a smaller mesh (the client creates the groups).
+It waits until no server is in BUILD, then deletes them all and waits until
+they are gone. Measured:
+  * boots/s: servers ACTIVE over the time from the first create sent to the
+    last server ACTIVE (the server's update_time when it went ACTIVE);
+  * create latency p50/p95/p99: POST /v1/servers as the client saw it;
+  * time to ACTIVE p50/p99: update_time - create_time of each server (both
+    written by api_gateway, when the create arrived and when it went ACTIVE);
+  * scheduling: SelectDestinations as the scheduler served it, and placement:
+    the placement calls made within it (candidates and claims), both per call
+    and from the services' own OpenTelemetry spans, a sampled share of the
+    requests (--trace-ratio), printed to their logs and read back
+    (bench/spans.py). Sampling costs a little of the throughput measured.
+Writes bench/results/boot.md and boot.png (--quick only prints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from bench.mesh import BenchMesh
+from bench.placement import RESULTS, percentile
+from bench.spans import SpanLogs
+
+FLAVOR = "m1.tiny"
+GROUP_SIZE = 10
+SELECT = "SchedulerService/SelectDestinations"
+PLACEMENT = (
+    "AllocationCandidateService/ListAllocationCandidates",
+    "AllocationService/PutAllocations",
+    "AllocationService/BatchPutAllocations",
+    "AllocationService/GetAllocations",
+)
+QUOTA = ("QuotaService/Claim", "QuotaService/ClaimBatch")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    per_request: int  # servers per POST /v1/servers
+    group_size: int  # members per anti-affinity group; 0 = no groups
+
+
+VARIANTS = {
+    "single": Variant("single", 1, 0),
+    "multi": Variant("multi", 100, 0),
+    "anti-affinity": Variant("anti-affinity", 1, GROUP_SIZE),
+}
+
+
+def _time(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+class Client:
+    """One benchmark client: its own project and token, one connection to the edge."""
+
+    def __init__(self, mesh: BenchMesh, index: int, tag: str) -> None:
+        token = mesh.token(project=f"bench-{tag}-{index}", user=f"u{index}", roles=["member"])
+        self.http = httpx.AsyncClient(
+            base_url=mesh.rest_url,
+            headers={"authorization": f"Bearer {token}"},
+            timeout=120,
+            limits=httpx.Limits(max_connections=1),
+        )
+        self.latencies: list[float] = []
+        self.ids: list[str] = []
+
+    async def create(self, variant: Variant, count: int) -> None:
+        groups: list[str] = []
+        if variant.group_size:
+            for _ in range(-(-count // variant.group_size)):
+                reply = await self.http.post(
+                    "/v1/server_groups", json={"name": "g", "policy": "anti-affinity"}
+                )
+                reply.raise_for_status()
+                groups.append(reply.json()["id"])
+        made = 0
+        while made < count:
+            n = min(variant.per_request, count - made)
+            server = {"name": "bench", "flavor": FLAVOR, "image_ref": "cirros"}
+            if groups:
+                server["server_group_id"] = groups[made // variant.group_size]
+            started = time.perf_counter()
+            reply = await self.http.post(
+                "/v1/servers", json={"server": server, "min_count": n, "max_count": n}
+            )
+            self.latencies.append((time.perf_counter() - started) * 1000)
+            reply.raise_for_status()
+            self.ids += [s["id"] for s in reply.json()["servers"]]
+            made += n
+
+    async def delete_all(self) -> None:
+        for server_id in self.ids:
+            (await self.http.delete(f"/v1/servers/{server_id}")).raise_for_status()
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+async def _servers(admin: httpx.AsyncClient, **params) -> list[dict]:
+    """Every server of every project (newest first), a page of 1000 at a time."""
+    servers, token = [], ""
+    while True:
+        query = {"all_projects": "true", "page_size": 1000, **params}
+        if token:
+            query["page_token"] = token
+        reply = await admin.get("/v1/servers", params=query)
+        reply.raise_for_status()
+        body = reply.json()
+        servers += body.get("servers", [])
+        token = body.get("next_page_token", "")
+        if not token:
+            return servers
+
+
+async def until_none(http: httpx.AsyncClient, seconds: float, **params) -> None:
+    """Poll until no server matches (a page of one is enough to know)."""
+    async with asyncio.timeout(seconds):
+        while True:
+            query = {"all_projects": "true", "page_size": 1, **params}
+            if not (await http.get("/v1/servers", params=query)).json().get("servers"):
+                return
+            await asyncio.sleep(0.25)
+
+
+async def run_variant(mesh: BenchMesh, variant: Variant, servers: int, clients: int) -> dict:
+    tag = f"{variant.name}-{time.monotonic_ns()}"
+    admin = httpx.AsyncClient(
+        base_url=mesh.rest_url,
+        headers={
+            "authorization": "Bearer " + mesh.token(project="admin", user="admin", roles=["admin"])
+        },
+        timeout=120,
+    )
+    # Hard anti-affinity needs a host per member: a small mesh gets smaller groups.
+    variant = replace(variant, group_size=min(variant.group_size, mesh.hosts))
+    workers = [Client(mesh, i, tag) for i in range(clients)]
+    share = [servers // clients + (i < servers % clients) for i in range(clients)]
+    spans = SpanLogs(mesh.service_logs())
+    spans.mark()
+    try:
+        first_create = time.time()
+        await asyncio.gather(*(w.create(variant, n) for w, n in zip(workers, share, strict=True)))
+        created = time.time()
+        await until_none(admin, 1800, status="BUILD")
+        settled = await _servers(admin)
+        active = [s for s in settled if s["status"] == "ACTIVE"]
+        await asyncio.sleep(1.5)  # span processors export every 0.5 s (bench/mesh.py)
+        spans.read()
+        started_delete = time.perf_counter()
+        await asyncio.gather(*(w.delete_all() for w in workers))
+        await until_none(admin, 1800)
+        delete_s = time.perf_counter() - started_delete
+    finally:
+        for w in workers:
+            await w.close()
+        await admin.aclose()
+    last_active = max(_time(s["update_time"]) for s in active) if active else created
+    to_active = [(_time(s["update_time"]) - _time(s["create_time"])) * 1000 for s in active]
+    latencies = [ms for w in workers for ms in w.latencies]
+    select = spans.durations(SELECT) or [0.0]
+    placement = spans.per_trace(PLACEMENT) or [0.0]
+    return {
+        "variant": variant.name,
+        "servers": servers,
+        "active": len(active),
+        "errors": len(settled) - len(active),
+        "boots_per_s": len(active) / max(last_active - first_create, 1e-9),
+        "create_p50": percentile(latencies, 0.50),
+        "create_p95": percentile(latencies, 0.95),
+        "create_p99": percentile(latencies, 0.99),
+        "active_p50": percentile(to_active, 0.50) if to_active else 0.0,
+        "active_p99": percentile(to_active, 0.99) if to_active else 0.0,
+        "select_p50": percentile(select, 0.50),
+        "select_p99": percentile(select, 0.99),
+        "placement_p50": percentile(placement, 0.50),
+        "placement_p99": percentile(placement, 0.99),
+        "traced_selects": len(spans.durations(SELECT)),
+        "deletes_per_s": len(active) / delete_s,
+    }
+
+
+async def measure(args, database: str, hosts: int) -> list[dict]:
+    rows = []
+    mesh = BenchMesh(database, hosts, trace_ratio=args.trace_ratio)
+    started = time.perf_counter()
+    await asyncio.to_thread(mesh.start)
+    print(
+        f"{database}, {hosts:,} hosts: mesh up in {time.perf_counter() - started:.0f}s", flush=True
+    )
+    try:
+        for name in args.variants.split(","):
+            row = await run_variant(mesh, VARIANTS[name], args.servers, args.clients)
+            row |= {"database": database, "hosts": hosts}
+            print(row, flush=True)
+            rows.append(row)
+    finally:
+        await asyncio.to_thread(mesh.stop)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| database | hosts | variant | servers (errors) | boots/s | create p50 / p95 / p99 (ms) "
+        "| to ACTIVE p50 / p99 (ms) | scheduling p50 / p99 (ms/call) "
+        "| placement p50 / p99 (ms/call) | deletes/s |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['database']} | {r['hosts']:,} | {r['variant']} "
+            f"| {r['active']:,} ({r['errors']}) | {r['boots_per_s']:.0f} "
+            f"| {r['create_p50']:.0f} / {r['create_p95']:.0f} / {r['create_p99']:.0f} "
+            f"| {r['active_p50']:.0f} / {r['active_p99']:.0f} "
+            f"| {r['select_p50']:.1f} / {r['select_p99']:.1f} "
+            f"| {r['placement_p50']:.1f} / {r['placement_p99']:.1f} "
+            f"| {r['deletes_per_s']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (rate, latency) = plt.subplots(1, 2, figsize=(11, 4))
+    series = sorted({(r["database"], r["variant"]) for r in rows})
+    for database, variant in series:
+        mine = sorted(
+            (r for r in rows if (r["database"], r["variant"]) == (database, variant)),
+            key=lambda r: r["hosts"],
+        )
+        hosts = [r["hosts"] for r in mine]
+        label = f"{variant} ({database})"
+        rate.plot(hosts, [r["boots_per_s"] for r in mine], marker="o", label=label)
+        latency.plot(hosts, [r["create_p99"] for r in mine], marker="o", label=label)
+    for axis, title in ((rate, "boots per second"), (latency, "create API p99 (ms)")):
+        axis.set_xscale("log")
+        axis.set_xlabel("hosts")
+        axis.set_title(title)
+        axis.grid(True, alpha=0.3)
+    rate.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", default="1000,10000")
+    parser.add_argument("--servers", type=int, default=10000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--variants", default="single,multi,anti-affinity")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--trace-ratio", type=float, default=0.05)
+    parser.add_argument(
+        "--quick", action="store_true", help="4 hosts, 200 servers, SQLite: a smoke run"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.hosts, args.servers, args.databases = "4", 200, "sqlite"
+    rows = []
+    for database in args.databases.split(","):
+        for hosts in map(int, args.hosts.split(",")):
+            rows += await measure(args, database, hosts)
+    report = table(rows)
+    print(report)
+    if args.quick:  # a smoke run: printed, not published
+        return
+    own_cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+    RESULTS.mkdir(exist_ok=True)
+    plot(rows, RESULTS / "boot.png")
+    command = " ".join(["python -m bench.boot", *sys.argv[1:]])
+    (RESULTS / "boot.md").write_text(
+        "# Boot benchmark\n\n"
+        f"`{command}` on {os.cpu_count()} cores: etcd, Envoy, every service, the simulated "
+        f"hosts and the {args.clients} clients share them (the clients used "
+        f"{own_cpu:.0f} s of CPU). Flavor {FLAVOR}; anti-affinity groups of {GROUP_SIZE}. "
+        "Boots/s: first create sent to last server ACTIVE. To ACTIVE: the server's "
+        "update_time - create_time. Scheduling: SelectDestinations spans served by the "
+        "scheduler; placement: the placement spans within one (candidates, claims), from "
+        f"{args.trace_ratio:.0%} of requests traced (OpenTelemetry, sampled, console "
+        "exporter). A multi-create is one scheduling call for 100 servers.\n\n"
+        f"{report}\n\n![boots per second and create p99](boot.png)\n"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
