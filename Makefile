@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)$(LIBVIR
 PROTOS := $(shell find protos -name '*.proto')
 PYTEST_ARGS ?=
 
-.PHONY: run test lint gen venv clean config-reference bench-placement bench-scheduler bench-boot \
+.PHONY: run test lint gen venv clean config-reference bench-placement bench-scheduler fleet bench-boot \
 	bench-api
 
 run: gen
@@ -53,6 +53,12 @@ bench-boot: gen
 
 bench-api: gen
 	$(BIN)/python -m bench.api --databases sqlite,postgresql
+
+# Simulated hosts joining the mesh `make run` started (reads state/mesh.env); Ctrl-C stops them.
+HOSTS ?= 1000
+PROCESSES ?= 4
+fleet: gen
+	$(BIN)/python -m deploy.local.fleet --hosts $(HOSTS) --processes $(PROCESSES)
 
 config-reference: venv
 	$(BIN)/python -m services.common.config

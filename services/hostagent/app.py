@@ -14,7 +14,7 @@ import logging
 import grpc
 from stratus.hostagent.v1 import hostagent_pb2, hostagent_pb2_grpc
 
-from services.common.config import ServiceSection, Settings
+from services.common.config import HostAgentSection, ServiceSection, Settings
 from services.common.context import ROLES_KEY, SERVICE_ROLE, USER_KEY
 from services.common.errors import StratusError
 from services.common.liveness import HostLease
@@ -27,6 +27,23 @@ from services.hostagent.servicer import HostAgentServicer
 
 log = logging.getLogger(__name__)
 SERVICE = hostagent_pb2.DESCRIPTOR.services_by_name["HostAgentService"]
+
+
+def service_metadata(identity: HostIdentity) -> tuple[tuple[str, str], ...]:
+    """How the agent names itself when it calls placement and api_gateway."""
+    return ((ROLES_KEY, SERVICE_ROLE), (USER_KEY, f"hostagent:{identity.host}"))
+
+
+def liveness_value(identity: HostIdentity, driver: Driver, section: HostAgentSection) -> dict:
+    """What the host's liveness key says: where its agent answers, and what it is."""
+    return {
+        "host": identity.host,
+        "address": section.target,
+        "provider_uuid": identity.provider_uuid,
+        "driver": driver.name,
+        "availability_zone": section.availability_zone,
+        "capabilities": sorted(driver.capabilities),
+    }
 
 
 class HostAgentApp:
@@ -56,7 +73,7 @@ class HostAgentApp:
             ) from exc
         except StratusError as exc:  # a configuration the driver refuses, such as its machines
             raise SystemExit(f"hostagent: the {section.driver} driver: {exc.message}") from None
-        metadata = ((ROLES_KEY, SERVICE_ROLE), (USER_KEY, f"hostagent:{identity.host}"))
+        metadata = service_metadata(identity)
         placement = grpc.aio.insecure_channel(settings.placement.target)
         api_gateway = grpc.aio.insecure_channel(settings.api_gateway.target)
         self._channels = [placement, api_gateway]
@@ -70,14 +87,7 @@ class HostAgentApp:
             endpoints=settings.etcd_endpoints,
             prefix=settings.etcd_prefix,
             host=identity.host,
-            value={
-                "host": identity.host,
-                "address": section.target,
-                "provider_uuid": identity.provider_uuid,
-                "driver": self.driver.name,
-                "availability_zone": section.availability_zone,
-                "capabilities": sorted(self.driver.capabilities),
-            },
+            value=liveness_value(identity, self.driver, section),
             ttl=section.liveness_ttl_s,
         )
 

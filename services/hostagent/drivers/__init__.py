@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.common.config import HostAgentSection
+from services.common.config import FakeDriverSection, HostAgentSection
 from services.hostagent.drivers.base import Capability, Driver, HostResources
+from services.hostagent.drivers.fake import FakeDriver
 
 DRIVERS = ("fake", "libvirt", "container", "redfish")
 
@@ -13,18 +14,7 @@ DRIVERS = ("fake", "libvirt", "container", "redfish")
 def make_driver(section: HostAgentSection, state_dir: Path) -> Driver:
     """The configured driver; state_dir is this host's own (drivers that keep state use it)."""
     if section.driver == "fake":
-        from services.hostagent.drivers.fake import FakeDriver
-
-        fake = section.fake
-        return FakeDriver(
-            HostResources(vcpus=fake.vcpus, ram_mb=fake.ram_mb, disk_gb=fake.disk_gb),
-            images=frozenset(i.strip() for i in fake.images.split(",") if i.strip()),
-            delay_s=fake.delay_s,
-            failure_rate=fake.failure_rate,
-            seed=fake.seed,
-            without=frozenset(Capability(c.strip()) for c in fake.without.split(",") if c.strip()),
-            state_file=state_dir / "fake-servers.json",
-        )
+        return fake_driver(section.fake, state_file=state_dir / "fake-servers.json")
     if section.driver == "container":
         # Imported only when chosen: the podman client is an optional dependency.
         from services.hostagent.drivers.container_driver import ContainerDriver
@@ -54,3 +44,17 @@ def make_driver(section: HostAgentSection, state_dir: Path) -> Driver:
 
     virt = section.libvirt
     return LibvirtDriver(uri=virt.uri, image_dir=virt.image_dir, disk_gb=virt.disk_gb)
+
+
+def fake_driver(fake: FakeDriverSection, state_file: Path | None) -> FakeDriver:
+    """A fake host of the configured size; state_file None keeps its servers in memory
+    (the fleet simulator's hosts, which die with their process)."""
+    return FakeDriver(
+        HostResources(vcpus=fake.vcpus, ram_mb=fake.ram_mb, disk_gb=fake.disk_gb),
+        images=frozenset(i.strip() for i in fake.images.split(",") if i.strip()),
+        delay_s=fake.delay_s,
+        failure_rate=fake.failure_rate,
+        seed=fake.seed,
+        without=frozenset(Capability(c.strip()) for c in fake.without.split(",") if c.strip()),
+        state_file=state_file,
+    )
