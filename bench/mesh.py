@@ -120,7 +120,6 @@ class BenchMesh:
         self._wait_core()
         seed_flavors(self.layout)
         self._start_hosts()
-        self.wait_hosts(self.hosts)
 
     def _service_env(self, name: str) -> dict[str, str]:
         env = process_env(self.layout) | UNLIMITED | self._extra_env
@@ -164,11 +163,12 @@ class BenchMesh:
     def _start_hosts(self) -> None:
         env = process_env(self.layout) | {"STRATUS_LOG_LEVEL": "WARNING"}
         fleet = _fleet_class()
-        if fleet is not None and self.hosts > MAX_AGENT_PROCESSES // 2:
-            processes = max(1, min(8, self.hosts // 1000))
-            self._fleet = fleet(env, hosts=self.hosts, processes=processes)
+        if fleet is not None:
+            # A simulator process per 2,500 hosts: more would only share the same 2 cores.
+            processes = min(self.hosts, 1 + self.hosts // 2500)
+            self._fleet = fleet(env, hosts=self.hosts, processes=processes, logs=self.logs)
             self._fleet.start()
-            self._fleet.wait_registered()
+            self._fleet.wait_registered(timeout=900)
             return
         if self.hosts > MAX_AGENT_PROCESSES:
             raise SystemExit(
@@ -186,9 +186,11 @@ class BenchMesh:
                     start_new_session=True,
                 )
             self.processes[name] = proc
+        self.wait_hosts(self.hosts)
 
-    def wait_hosts(self, count: int, timeout: float = 600.0) -> None:
-        """Until `count` hosts are UP with their capacity in placement."""
+    def wait_hosts(self, count: int, timeout: float = 60.0) -> None:
+        """Until `count` hosts are UP with their capacity in placement (for a few
+        agents: /v1/hosts asks placement about every host)."""
         deadline = time.monotonic() + timeout
         while True:
             hosts = self._hosts()

@@ -44,6 +44,27 @@ class Quota:
             timeout=30,
         )
 
+    def claim_batch(
+        self, consumers: list[str], project: str, server_group_id: str = "", **deltas: int
+    ) -> list[pb.QuotaClaim]:
+        """The same deltas for each consumer, in one all-or-nothing call."""
+        reply = self.stub.BatchClaim(
+            pb.BatchClaimRequest(
+                claims=[
+                    pb.ClaimRequest(
+                        consumer_id=consumer,
+                        project_id=project,
+                        deltas=deltas,
+                        server_group_id=server_group_id,
+                    )
+                    for consumer in consumers
+                ]
+            ),
+            metadata=self.metadata,
+            timeout=30,
+        )
+        return list(reply.claims)
+
     def release(self, consumer: str) -> None:
         self.stub.Release(
             pb.ReleaseRequest(consumer_id=consumer), metadata=self.metadata, timeout=30

@@ -140,6 +140,7 @@ class ApiGatewayApp:
             self.leadership,
             self._settings.reconcile_interval_s,
             self._settings.stuck_after_s,
+            self._settings.reconcile_hosts_per_pass,
         )
         flavors_pb2_grpc.add_FlavorServiceServicer_to_server(FlavorServicer(Flavors(db)), server)
         servers_pb2_grpc.add_ServerServiceServicer_to_server(

@@ -126,18 +126,20 @@ class Builder:
     async def _claim_quota(
         self, ctx: RequestContext, new: NewServer, rows: list[ServerRow]
     ) -> set[str]:
-        """Claim quota server by server, up to max_count; fewer than min_count keep none.
+        """Claim quota for every server in one call; when that is refused and fewer
+        would do (min_count < max_count), server by server up to what fits. Fewer
+        than min_count keep none.
 
         Records that got no quota are removed: the caller never saw them."""
-        claimed: list[str] = []
         refusal: QuotaExceeded | None = None
-        for row in rows:
-            try:
-                await self._claim_one(row)
-            except QuotaExceeded as exc:
-                refusal = exc
-                break
-            claimed.append(row.id)
+        try:
+            await self._peers.quota.claim_batch([_quota_claim(row) for row in rows])
+            claimed = [row.id for row in rows]
+        except QuotaExceeded:
+            if new.min_count >= len(rows):
+                await self._records.remove([row.id for row in rows])
+                raise
+            claimed, refusal = await self._claim_while_it_fits(rows)
         if len(claimed) < new.min_count:
             for server_id in claimed:
                 await self._peers.quota.release(server_id)
@@ -145,22 +147,27 @@ class Builder:
             assert refusal is not None
             raise refusal
         await self._records.remove([row.id for row in rows if row.id not in claimed])
-        for server_id in claimed:
-            await self._records.update_if(server_id, "quota", task_state="scheduling")
+        await self._records.update_all_if(claimed, "quota", task_state="scheduling")
         return set(claimed)
 
-    async def _claim_one(self, row: ServerRow) -> None:
-        deltas = {"instances": 1, "cores": row.vcpus, "ram_mb": row.ram_mb}
-        if row.server_group_id:
-            deltas["server_group_members"] = 1
-        await self._peers.quota.claim(row.id, row.project_id, deltas, row.server_group_id or "")
+    async def _claim_while_it_fits(
+        self, rows: list[ServerRow]
+    ) -> tuple[list[str], QuotaExceeded | None]:
+        claimed: list[str] = []
+        for row in rows:
+            try:
+                await self._peers.quota.claim(*_quota_claim(row))
+            except QuotaExceeded as exc:
+                return claimed, exc
+            claimed.append(row.id)
+        return claimed, None
 
     async def resume_quota(self, row: ServerRow) -> None:
         """A create cut short between its records and its quota claims: finish it."""
-        try:
-            await self._claim_one(row)  # idempotent: a claim that took effect is answered
+        try:  # idempotent: a claim that took effect is answered
+            await self._peers.quota.claim(*_quota_claim(row))
         except QuotaExceeded as exc:
-            await self._fail(row, exc.code, exc.message, tasks=("quota",))
+            await self._fail(row, exc.code, exc.message)
             return
         if await self._records.update_if(row.id, "quota", task_state="scheduling"):
             await self.build([row.id])
@@ -183,7 +190,7 @@ class Builder:
 
     async def build(self, server_ids: list[str]) -> None:
         """Schedule the batch in one call, then spawn each server."""
-        rows = [row for row in [await self._records.load(i) for i in server_ids] if row]
+        rows = await self._records.load_many(server_ids)
         if not rows:
             return
         try:
@@ -240,18 +247,16 @@ class Builder:
                 log.warning("spawn of %s on %s failed: %s", row.id, destination.host, exc.message)
                 await self._clean_up(row, destination)
                 continue
-            settled = await self._records.update_if(
+            settled = await self._records.finish_if(
                 row.id,
                 "spawning",
+                "create",
+                f"on {destination.host}",
                 status=ACTIVE,
                 task_state="",
                 power_state=power_name(server.power_state),
             )
-            if settled:
-                await self._records.finish_action(
-                    row.id, "create", "success", f"on {destination.host}"
-                )
-            else:  # deleted while spawning: the delete may have missed what we just made
+            if not settled:  # deleted while spawning: the delete may have missed what we just made
                 await self._clean_up(row, destination)
                 await self._peers.placement.release(row.id)
             return
@@ -294,6 +299,14 @@ class Builder:
             fault_time=now(),
         )
         await self._records.finish_action(row.id, "create", "error", message)
+
+
+def _quota_claim(row: ServerRow) -> tuple[str, str, dict[str, int], str]:
+    """What a server claims: (consumer, project, deltas, server group)."""
+    deltas = {"instances": 1, "cores": row.vcpus, "ram_mb": row.ram_mb}
+    if row.server_group_id:
+        deltas["server_group_members"] = 1
+    return row.id, row.project_id, deltas, row.server_group_id or ""
 
 
 def _name(name: str, index: int, count: int) -> str:

@@ -54,6 +54,24 @@ class Quota:
             ),
         )
 
+    async def claim_batch(self, claims: list[tuple[str, str, dict[str, int], str]]) -> None:
+        """(consumer, project, deltas, server group) each, all or nothing, in one call."""
+        await _call(
+            "quota",
+            self._stub.BatchClaim,
+            quota_pb2.BatchClaimRequest(
+                claims=[
+                    quota_pb2.ClaimRequest(
+                        consumer_id=consumer,
+                        project_id=project,
+                        deltas=deltas,
+                        server_group_id=group,
+                    )
+                    for consumer, project, deltas, group in claims
+                ]
+            ),
+        )
+
     async def release(self, consumer: str) -> None:
         await _call("quota", self._stub.Release, quota_pb2.ReleaseRequest(consumer_id=consumer))
 

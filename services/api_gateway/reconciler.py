@@ -6,7 +6,9 @@ services/common/leadership.py) runs a pass every reconcile_interval_s:
 1. Servers whose task has not moved for stuck_after_s are resumed: a create
    between its records and its quota, a build before or during its spawn, a
    delete, an action. Every step they repeat is idempotent on the server id.
-2. Per live host, placement's consumers are compared with our records:
+2. Per live host, placement's consumers are compared with our records (a
+   bounded number of hosts per pass, round robin: at 10,000 hosts comparing
+   all of them every interval would be two calls per host, 2,000 per second):
    an allocation of a server that is deleted is released (consumers that were
    never servers are left alone: placement has other users); a server that
    should hold one and does not is reported and healed.
@@ -51,6 +53,7 @@ class Reconciler:
         leadership: Leadership,
         interval_s: float,
         stuck_after_s: float,
+        hosts_per_pass: int,
     ) -> None:
         self._records = records
         self._builder = builder
@@ -60,6 +63,8 @@ class Reconciler:
         self._leadership = leadership
         self._interval_s = interval_s
         self._stuck_after = timedelta(seconds=stuck_after_s)
+        self._hosts_per_pass = hosts_per_pass
+        self._last_host = ""  # where the previous pass stopped
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -85,9 +90,18 @@ class Reconciler:
                 await self._operations.resume_delete(row)
             else:
                 await self._operations.resume_power(row)
-        for value in self._liveness.alive().values():
-            if value.get("provider_uuid"):
-                await self._match_allocations(value["host"], value["provider_uuid"])
+        for value in self._next_hosts():
+            await self._match_allocations(value["host"], value["provider_uuid"])
+
+    def _next_hosts(self) -> list[dict]:
+        """The live hosts after the last one compared, in name order, wrapping round."""
+        alive = self._liveness.alive()
+        names = sorted(n for n, v in alive.items() if v.get("provider_uuid"))
+        after = [n for n in names if n > self._last_host]
+        chosen = (after + [n for n in names if n <= self._last_host])[: self._hosts_per_pass]
+        if chosen:
+            self._last_host = chosen[-1]
+        return [alive[n] for n in chosen]
 
     async def _match_allocations(self, host: str, provider: str) -> None:
         held = await self._placement.consumers_on(provider)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from stratus.compute.v1 import power_state_pb2
 
 from services.api_gateway.models import ServerActionRow, ServerRow
@@ -118,6 +119,12 @@ class ServerRecords:
         async with self._db.transaction() as session:
             return await session.get(ServerRow, server_id)
 
+    async def load_many(self, server_ids: list[str]) -> list[ServerRow]:
+        """Those of the servers that exist, in one query."""
+        async with self._db.transaction() as session:
+            query = select(ServerRow).where(ServerRow.id.in_(server_ids))
+            return list(await session.scalars(query))
+
     async def list(
         self,
         ctx: RequestContext,
@@ -218,6 +225,31 @@ class ServerRecords:
             )
             return moved.rowcount == 1
 
+    async def update_all_if(self, server_ids: list[str], expected_task: str, **fields: Any) -> None:
+        """update_if for many servers in one statement (those still in `expected_task`)."""
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(_servers)
+                .where(_servers.c.id.in_(server_ids), _servers.c.task_state == expected_task)
+                .values(updated_at=now(), **fields)
+            )
+
+    async def finish_if(
+        self, server_id: str, expected_task: str, action: str, message: str, **fields: Any
+    ) -> bool:
+        """update_if and, if it took effect, close the action as a success: one
+        transaction, so the record and its action history never disagree."""
+        async with self._db.write() as conn:
+            moved = await conn.execute(
+                update(_servers)
+                .where(_servers.c.id == server_id, _servers.c.task_state == expected_task)
+                .values(updated_at=now(), **fields)
+            )
+            if moved.rowcount != 1:
+                return False
+            await _close_action(conn, server_id, action, "success", message)
+            return True
+
     async def begin_delete(self, ctx: RequestContext, server_id: str) -> bool:
         """Mark the server deleting, whatever it was doing; False if it is already."""
         async with self._db.write() as conn:
@@ -249,22 +281,7 @@ class ServerRecords:
     ) -> None:
         """Close the newest open action of this kind on the server."""
         async with self._db.write() as conn:
-            newest = await conn.scalar(
-                select(_actions.c.id)
-                .where(
-                    _actions.c.server_id == server_id,
-                    _actions.c.action == action,
-                    _actions.c.result == "in-progress",
-                )
-                .order_by(_actions.c.id.desc())
-                .limit(1)
-            )
-            if newest is not None:
-                await conn.execute(
-                    update(_actions)
-                    .where(_actions.c.id == newest)
-                    .values(result=result, message=message, finish_time=now())
-                )
+            await _close_action(conn, server_id, action, result, message)
 
     async def actions(self, server_id: str) -> list[Action]:
         async with self._db.read() as conn:
@@ -300,6 +317,27 @@ class ServerRecords:
 
     async def group_members(self, group_id: str) -> list[ServerRow]:
         return await self._live_where(ServerRow.server_group_id == group_id)
+
+
+async def _close_action(
+    conn: AsyncConnection, server_id: str, action: str, result: str, message: str
+) -> None:
+    newest = await conn.scalar(
+        select(_actions.c.id)
+        .where(
+            _actions.c.server_id == server_id,
+            _actions.c.action == action,
+            _actions.c.result == "in-progress",
+        )
+        .order_by(_actions.c.id.desc())
+        .limit(1)
+    )
+    if newest is not None:
+        await conn.execute(
+            update(_actions)
+            .where(_actions.c.id == newest)
+            .values(result=result, message=message, finish_time=now())
+        )
 
 
 def _action_values(server_id: str, action: str, ctx: RequestContext, at: datetime) -> dict:

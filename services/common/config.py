@@ -67,6 +67,12 @@ class ApiGatewaySection(DatabaseSection):
     reconcile_interval_s: float = Field(
         10.0, gt=0, description="How often the leader replica repairs what crashes left behind."
     )
+    reconcile_hosts_per_pass: int = Field(
+        200,
+        ge=1,
+        description="Hosts whose allocations one reconcile pass compares (round robin), so a "
+        "pass costs the same at 10 or 10,000 hosts.",
+    )
     stuck_after_s: float = Field(
         120.0,
         gt=0,

@@ -1,6 +1,7 @@
 """Claims: usage taken and given back per consumer, never beyond a limit.
 
-One write transaction per claim:
+One write transaction per claim, or per batch of claims (a multi-create's
+servers: their deltas are summed and checked once):
   1. the claim row is inserted, keyed by the consumer id. It is the
      idempotency key: if the consumer holds a claim already, an identical
      retry is answered with it and anything else is refused. On PostgreSQL a
@@ -84,14 +85,43 @@ def _from_row(row) -> Claim:
     )
 
 
-async def _insert_claim(conn: AsyncConnection, row: dict) -> bool:
-    """Insert the claim row unless the consumer has one; True if inserted."""
+async def _insert_claims(conn: AsyncConnection, rows: list[dict]) -> set[str]:
+    """Insert the claim rows of consumers that hold none; the consumer ids inserted."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    result = await conn.execute(insert(_claims).values(row).on_conflict_do_nothing())
-    return result.rowcount == 1
+    result = await conn.execute(
+        insert(_claims).values(rows).on_conflict_do_nothing().returning(_claims.c.consumer_id)
+    )
+    return set(result.scalars())
+
+
+def check_batch(news: list[NewClaim]) -> NewClaim:
+    """A batch is one project's and one server group's: its usage grows as one claim
+    of the summed deltas (returned), checked against the limits once."""
+    first = news[0]
+    if any(
+        (n.project_id, n.server_group_id) != (first.project_id, first.server_group_id) for n in news
+    ):
+        raise InvalidArgument(
+            "every claim of a batch must name the same project_id and server_group_id; "
+            "send one batch per project and group",
+            code="stratus.invalid_field",
+            field_violations=(FieldViolation("claims", "mixed projects or server groups"),),
+        )
+    if len({n.consumer_id for n in news}) < len(news):
+        raise InvalidArgument(
+            "a consumer_id appears twice in the batch; each consumer claims once",
+            code="stratus.invalid_field",
+            field_violations=(FieldViolation("claims", "duplicate consumer_id"),),
+        )
+    total: dict[str, int] = {}
+    for new in news:
+        check_server_group(new)
+        for resource, n in new.deltas.items():
+            total[resource] = total.get(resource, 0) + n
+    return NewClaim(f"batch of {len(news)}", first.project_id, total, first.server_group_id)
 
 
 async def _existing_answer(conn: AsyncConnection, new: NewClaim) -> Claim:
@@ -202,34 +232,56 @@ class Claims:
         self._defaults = defaults
 
     async def claim(self, new: NewClaim) -> Claim:
-        check_server_group(new)
+        return (await self.claim_batch([new]))[0]
+
+    async def claim_batch(self, news: list[NewClaim]) -> list[Claim]:
+        """Claims in one transaction, all or nothing (see check_batch); the answers
+        in the order asked."""
+        check_batch(news)
         created_at = datetime.now(UTC)
-        keys = sorted((r, _scope(r, new.server_group_id)) for r in new.deltas)
         async with self._db.write() as conn:
-            inserted = await _insert_claim(
+            inserted = await _insert_claims(
                 conn,
-                {
-                    "consumer_id": new.consumer_id,
-                    "project_id": new.project_id,
-                    "server_group_id": new.server_group_id,
-                    "amounts": dict(new.deltas),
-                    "created_at": created_at,
-                },
+                [
+                    {
+                        "consumer_id": new.consumer_id,
+                        "project_id": new.project_id,
+                        "server_group_id": new.server_group_id,
+                        "amounts": dict(new.deltas),
+                        "created_at": created_at,
+                    }
+                    for new in news
+                ],
             )
-            if not inserted:
-                return await _existing_answer(conn, new)
-            limits = await read_limits(conn, new.project_id, self._defaults)
-            await _ensure_usage_rows(conn, new.project_id, keys)
-            for i, key in enumerate(keys):
-                if not await _take(conn, new.project_id, key, new.deltas[key[0]], limits[key[0]]):
-                    raise await _exceeded(conn, new, keys, i, limits)
-        return Claim(
-            consumer_id=new.consumer_id,
-            project_id=new.project_id,
-            deltas=dict(new.deltas),
-            server_group_id=new.server_group_id,
-            created_at=created_at,
-        )
+            # Retries of claims that took effect are answered, not counted again.
+            held = {
+                new.consumer_id: await _existing_answer(conn, new)
+                for new in news
+                if new.consumer_id not in inserted
+            }
+            fresh = [new for new in news if new.consumer_id in inserted]
+            if fresh:
+                await self._take_all(conn, check_batch(fresh))
+        return [
+            held.get(new.consumer_id)
+            or Claim(
+                consumer_id=new.consumer_id,
+                project_id=new.project_id,
+                deltas=dict(new.deltas),
+                server_group_id=new.server_group_id,
+                created_at=created_at,
+            )
+            for new in news
+        ]
+
+    async def _take_all(self, conn: AsyncConnection, total: NewClaim) -> None:
+        """Grow usage by every delta of `total`, or raise QuotaExceeded."""
+        keys = sorted((r, _scope(r, total.server_group_id)) for r in total.deltas)
+        limits = await read_limits(conn, total.project_id, self._defaults)
+        await _ensure_usage_rows(conn, total.project_id, keys)
+        for i, key in enumerate(keys):
+            if not await _take(conn, total.project_id, key, total.deltas[key[0]], limits[key[0]]):
+                raise await _exceeded(conn, total, keys, i, limits)
 
     async def release(self, consumer_id: str) -> None:
         """Give back what the consumer claimed. No claim: already released."""

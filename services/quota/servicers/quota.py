@@ -24,6 +24,15 @@ def claim_to_proto(claim: Claim) -> quota_pb2.QuotaClaim:
     )
 
 
+def _new_claim(request: quota_pb2.ClaimRequest) -> NewClaim:
+    return NewClaim(
+        consumer_id=request.consumer_id,
+        project_id=request.project_id,
+        deltas=dict(request.deltas),
+        server_group_id=request.server_group_id,
+    )
+
+
 def project_to_proto(project: ProjectQuota) -> quota_pb2.ProjectQuota:
     return quota_pb2.ProjectQuota(
         project_id=project.project_id,
@@ -43,13 +52,12 @@ class QuotaServicer(quota_pb2_grpc.QuotaServiceServicer):
 
     async def Claim(self, request, context):
         require_operator("claiming quota")
-        new = NewClaim(
-            consumer_id=request.consumer_id,
-            project_id=request.project_id,
-            deltas=dict(request.deltas),
-            server_group_id=request.server_group_id,
-        )
-        return claim_to_proto(await self._claims.claim(new))
+        return claim_to_proto(await self._claims.claim(_new_claim(request)))
+
+    async def BatchClaim(self, request, context):
+        require_operator("claiming quota")
+        claims = await self._claims.claim_batch([_new_claim(c) for c in request.claims])
+        return quota_pb2.BatchClaimResponse(claims=[claim_to_proto(c) for c in claims])
 
     async def Release(self, request, context):
         require_operator("releasing quota")

@@ -1,0 +1,67 @@
+"""Batch claims: a multi-create's servers claimed in one call, all or nothing.
+
+Every test runs twice: quota on SQLite, and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import grpc
+from stratus.quota.v1 import quota_pb2 as pb
+
+from tests.placement_client import reason, rpc_error
+from tests.quota_client import new_project, new_uuid
+
+
+def test_a_batch_counts_each_consumer_and_each_releases_its_own(quota):
+    project = new_project()
+    servers = [new_uuid() for _ in range(3)]
+    claims = quota.claim_batch(servers, project, instances=1, cores=2)
+    assert [c.consumer_id for c in claims] == servers
+    assert quota.in_use(project) == {"instances": 3, "cores": 6}
+    quota.release(servers[0])
+    assert quota.in_use(project) == {"instances": 2, "cores": 4}
+
+
+def test_a_batch_over_the_limit_claims_nothing_and_names_the_sum(quota):
+    project = new_project()
+    quota.claim(new_uuid(), project, instances=8)  # the default limit is 10
+    error = rpc_error(
+        lambda: quota.claim_batch([new_uuid() for _ in range(3)], project, instances=1)
+    )
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert reason(error) == "quota.exceeded"
+    assert "limit 10, in use 8, requested 3" in error.details()
+    assert quota.in_use(project) == {"instances": 8}
+
+
+def test_a_repeated_batch_counts_once_and_answers_the_same(quota):
+    project = new_project()
+    servers = [new_uuid(), new_uuid()]
+    first = quota.claim_batch(servers, project, instances=1)
+    # A retry that overlaps the first: the held claim is answered, the new one counted.
+    again = quota.claim_batch([*servers, new_uuid()], project, instances=1)
+    assert again[:2] == first
+    assert quota.in_use(project) == {"instances": 3}
+
+
+def test_a_batch_of_two_projects_is_refused(quota):
+    error = rpc_error(
+        lambda: quota.stub.BatchClaim(
+            quota_batch(
+                [(new_uuid(), new_project()), (new_uuid(), new_project())],
+            ),
+            metadata=quota.metadata,
+            timeout=30,
+        )
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "same project_id" in error.details()
+
+
+def quota_batch(consumers_and_projects) -> pb.BatchClaimRequest:
+    return pb.BatchClaimRequest(
+        claims=[
+            pb.ClaimRequest(consumer_id=c, project_id=p, deltas={"instances": 1})
+            for c, p in consumers_and_projects
+        ]
+    )
