@@ -133,22 +133,22 @@ class HostLeases:
         await client.connect()
         self._unregistered.set()  # a registration the last stream's end cut short
         stream = client.leasestub.LeaseKeepAlive(metadata=client.metadata)
-        workers = [
+        tasks = [
             asyncio.create_task(self._read_replies(stream), name="lease-replies"),
             asyncio.create_task(self._register_missing(client), name="lease-grants"),
+            asyncio.create_task(self._renew_forever(stream), name="lease-renewals"),
         ]
         try:
-            renewing = asyncio.create_task(self._renew_forever(stream), name="lease-renewals")
-            done, _ = await asyncio.wait([renewing, *workers], return_when=asyncio.FIRST_COMPLETED)
-            workers.append(renewing)
+            # Any of them ending means the stream broke (or etcd failed a grant).
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()
         except grpc.aio.AioRpcError as exc:
             raise aetcd.ConnectionFailedError(f"{exc.code().name}: {exc.details()}") from exc
         finally:
-            for task in workers:
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             stream.cancel()
         raise aetcd.ConnectionFailedError("lease keepalive stream ended")
 
