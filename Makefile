@@ -11,8 +11,8 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)$(LIBVIR
 PROTOS := $(shell find protos -name '*.proto')
 PYTEST_ARGS ?=
 
-.PHONY: run test lint gen venv clean config-reference bench-placement bench-scheduler fleet bench-boot \
-	bench-api
+.PHONY: run test lint gen venv clean config-reference bench-placement bench-scheduler bench-boot \
+	bench-api bench-liveness fleet
 
 run: gen
 	$(BIN)/python -m deploy.local.run
@@ -53,6 +53,9 @@ bench-boot: gen
 
 bench-api: gen
 	$(BIN)/python -m bench.api --databases sqlite,postgresql
+
+bench-liveness: gen
+	$(BIN)/python -m bench.liveness --sizes 1000,10000 --ttls 5,10,15
 
 # Simulated hosts joining the mesh `make run` started (reads state/mesh.env); Ctrl-C stops them.
 HOSTS ?= 1000
