@@ -128,7 +128,14 @@ class ApiGatewayApp:
         key_pairs = KeyPairs(db, peers.quota)
         groups = ServerGroups(db, records, peers.quota)
         builder = Builder(
-            records, Flavors(db), key_pairs, groups, peers, self._max_attempts, self._background
+            records,
+            Flavors(db),
+            key_pairs,
+            groups,
+            peers,
+            self._max_attempts,
+            self._background,
+            self._settings.scheduling_concurrency,
         )
         operations = Operations(records, peers, self.liveness, self._background)
         self.reconciler = Reconciler(

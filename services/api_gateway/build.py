@@ -79,6 +79,7 @@ class Builder:
         peers: Peers,
         max_attempts: int,
         background,
+        scheduling_concurrency: int,
     ) -> None:
         self._records = records
         self._flavors = flavors
@@ -87,6 +88,10 @@ class Builder:
         self._peers = peers
         self._max_attempts = max_attempts
         self._background = background
+        # Creates are answered at once and build in the background: without a bound a
+        # burst piles hundreds of decisions onto placement at once, each slower than
+        # the last, until they time out. Waiting here costs the same time, fails none.
+        self._scheduling = asyncio.Semaphore(scheduling_concurrency)
 
     async def create(self, ctx: RequestContext, new: NewServer) -> list[ServerRow]:
         missing = [f for f in ("name", "flavor", "image_ref") if not getattr(new, f)]
@@ -194,7 +199,8 @@ class Builder:
         if not rows:
             return
         try:
-            reply = await self._peers.scheduler.select(_select_request(rows))
+            async with self._scheduling:
+                reply = await self._peers.scheduler.select(_select_request(rows))
         except StratusError as exc:
             for row in rows:
                 await self._fail(row, exc.code, exc.message)

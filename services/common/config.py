@@ -67,6 +67,12 @@ class ApiGatewaySection(DatabaseSection):
     reconcile_interval_s: float = Field(
         10.0, gt=0, description="How often the leader replica repairs what crashes left behind."
     )
+    scheduling_concurrency: int = Field(
+        8,
+        ge=1,
+        description="Scheduler calls one replica has in flight; further builds wait their "
+        "turn, so a burst of creates queues here instead of timing out in placement.",
+    )
     reconcile_hosts_per_pass: int = Field(
         200,
         ge=1,
