@@ -8,7 +8,9 @@ and writes bench/results/placement.md:
   * providers created per second (create + inventories + traits: 3 calls),
   * allocation-candidate latency p50/p95 for VCPU:1,MEMORY_MB:1024,DISK_GB:10
     with limit 1000, without a limit, and with a required trait,
-  * claims per second from 8 concurrent clients, and how many conflicted.
+  * claims per second from 8 concurrent clients, and how many conflicted;
+and plots latency and claims/s against providers per database in
+bench/results/placement.png.
 Every provider has VCPU 32 at ratio 16, MEMORY_MB 131072, DISK_GB 2048;
 half have HW_CPU_X86_AVX2. Client and server share this machine's cores.
 """
@@ -216,6 +218,48 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot(rows: list[dict], out: Path) -> None:
+    """Candidate latency (p50) and claims/s against providers, one line per database."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    fig, (latency, claims) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for i, database in enumerate(dict.fromkeys(r["database"] for r in rows)):
+        color = f"C{i}"
+        mine = sorted((r for r in rows if r["database"] == database), key=lambda r: r["providers"])
+        sizes = [r["providers"] for r in mine]
+        for key, label, style in (
+            ("limit", "limit 1000", "-o"),
+            ("trait", "required trait", "--s"),
+            ("unlimited", "no limit", ":^"),
+        ):
+            latency.plot(
+                sizes, [r[key][0] for r in mine], style, color=color, label=f"{database}, {label}"
+            )
+        claims.plot(sizes, [r["claims_per_s"] for r in mine], "-o", color=color, label=database)
+    latency.axhline(20, color="grey", linewidth=0.8)
+    latency.annotate("target p50, limit 1000", (rows[0]["providers"], 20), fontsize=8)
+    claims.axhline(1000, color="grey", linewidth=0.8)
+    claims.annotate("target", (rows[0]["providers"], 1000), fontsize=8)
+    for ax in (latency, claims):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xlabel("resource providers")
+        ax.legend(fontsize=7)
+    latency.set_yscale("log")
+    latency.yaxis.set_minor_formatter(ScalarFormatter())
+    latency.set_ylabel("allocation candidates p50 (ms)")
+    claims.set_ylabel("claims/s (8 clients)")
+    claims.set_ylim(bottom=0)
+    fig.suptitle(f"Placement on {os.cpu_count()} cores (client and server share them)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
@@ -232,9 +276,11 @@ async def main() -> None:
     print("\n" + report)
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = "python -m bench.placement " + " ".join(sys.argv[1:])
+    plot(rows, RESULTS / "placement.png")
     Path(RESULTS / "placement.md").write_text(
         f"# Placement benchmark\n\n`{command.strip()}` on {os.cpu_count()} cores, "
-        f"{time.strftime('%Y-%m-%d')}.\n\n{report}\n"
+        f"{time.strftime('%Y-%m-%d')}.\n\n{report}\n\n"
+        "![Candidate latency and claims/s against providers](placement.png)\n"
     )
 
 

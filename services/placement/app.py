@@ -8,7 +8,6 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_grpc
 from stratus.placement.v1 import (
     allocation_candidates_pb2,
-    allocation_candidates_pb2_grpc,
     allocations_pb2,
     allocations_pb2_grpc,
     catalog_pb2,
@@ -22,9 +21,11 @@ from services.common.config import ServiceSection, Settings
 from services.common.db import Database, resolve_url
 from services.placement.allocations import Allocations
 from services.placement.candidates import AllocationCandidates
+from services.placement.capacity_index.refresh import CapacityIndex
 from services.placement.catalog import Catalog
 from services.placement.inventories import Inventories
 from services.placement.providers import ResourceProviders
+from services.placement.servicers import candidate_replies
 from services.placement.servicers.allocations import AllocationCandidateServicer, AllocationServicer
 from services.placement.servicers.catalog import CatalogServicer
 from services.placement.servicers.providers import ResourceProviderServicer
@@ -44,6 +45,7 @@ class PlacementApp:
 
     def __init__(self) -> None:
         self.db: Database | None = None
+        self.index: CapacityIndex | None = None
 
     def section(self, settings: Settings) -> ServiceSection:
         return settings.placement
@@ -53,27 +55,35 @@ class PlacementApp:
             resolve_url(settings.placement.database_url, settings.state_dir, self.name)
         )
         await self.db.migrate(MIGRATIONS)
+        self.index = CapacityIndex(self.db)
+        await self.index.load()
 
     def register(self, server: grpc.aio.Server) -> list[str]:
-        assert self.db is not None, "start() opens the database before register()"
-        db = self.db
+        assert self.db and self.index, "start() opens the database before register()"
+        db, index = self.db, self.index
         resource_providers_pb2_grpc.add_ResourceProviderServiceServicer_to_server(
-            ResourceProviderServicer(ResourceProviders(db), Inventories(db), ProviderSets(db)),
+            ResourceProviderServicer(
+                ResourceProviders(db, index), Inventories(db, index), ProviderSets(db, index)
+            ),
             server,
         )
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(Catalog(db)), server)
         allocations_pb2_grpc.add_AllocationServiceServicer_to_server(
-            AllocationServicer(Allocations(db)), server
+            AllocationServicer(Allocations(db, index.state)), server
         )
-        allocation_candidates_pb2_grpc.add_AllocationCandidateServiceServicer_to_server(
-            AllocationCandidateServicer(AllocationCandidates(db)), server
+        candidate_replies.add_to_server(
+            AllocationCandidateServicer(AllocationCandidates(db, index)), server
         )
         ext_proc_grpc.add_ExternalProcessorServicer_to_server(BodyGuard(SERVICES), server)
         return [s.full_name for s in SERVICES] + ["envoy.service.ext_proc.v3.ExternalProcessor"]
 
     async def serving(self) -> None:
-        pass
+        # Other replicas' writes reach this replica's index from now on.
+        assert self.index is not None
+        self.index.start_refreshing()
 
     async def stop(self) -> None:
+        if self.index is not None:
+            await self.index.stop()
         if self.db is not None:
             await self.db.close()

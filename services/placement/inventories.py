@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import Database
 from services.common.errors import Conflict, FieldViolation, InvalidArgument, NotFound
+from services.placement.capacity_index.refresh import CapacityIndex
 from services.placement.catalog import ensure_classes
 from services.placement.models import InventoryRow
 from services.placement.providers import Provider, bump_generation, load_provider
@@ -73,8 +74,17 @@ def _in_use(provider: Provider, inventory: Inventory, used: int) -> Conflict:
 
 
 class Inventories:
-    def __init__(self, db: Database) -> None:
+    """Inventory writes also update this replica's capacity index once committed."""
+
+    def __init__(self, db: Database, index: CapacityIndex) -> None:
         self._db = db
+        self._index = index
+
+    def _committed(self, provider: Provider, generation: int, now: list[Inventory]):
+        self._index.state.change(
+            provider.id, generation, inventories={i.resource_class: i for i in now}
+        )
+        return generation, now
 
     async def get(self, provider_uuid: str) -> tuple[Provider, list[Inventory]]:
         async with self._db.read() as conn:
@@ -99,7 +109,8 @@ class Inventories:
                 await self._remove(conn, provider, current[gone])
             for inventory in wanted:
                 await self._write(conn, provider, inventory, inventory.resource_class in current)
-            return new_generation, await read_inventories(conn, provider.id)
+            now = await read_inventories(conn, provider.id)
+        return self._committed(provider, new_generation, now)
 
     async def set_one(
         self, provider_uuid: str, generation: int, inventory: Inventory
@@ -116,7 +127,8 @@ class Inventories:
                 )
             )
             await self._write(conn, provider, inventory, exists is not None)
-            return new_generation, await read_inventories(conn, provider.id)
+            now = await read_inventories(conn, provider.id)
+        return self._committed(provider, new_generation, now)
 
     async def delete_one(
         self, provider_uuid: str, generation: int, resource_class: str
@@ -131,7 +143,8 @@ class Inventories:
                 )
             new_generation = await bump_generation(conn, provider, generation)
             await self._remove(conn, provider, current[resource_class])
-            return new_generation, await read_inventories(conn, provider.id)
+            now = await read_inventories(conn, provider.id)
+        return self._committed(provider, new_generation, now)
 
     async def _remove(
         self, conn: AsyncConnection, provider: Provider, inventory: Inventory

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +26,7 @@ from services.common.errors import (
     InvalidArgument,
     NotFound,
 )
+from services.placement.capacity_index.state import ProviderNode
 from services.placement.models import (
     AllocationRow,
     InventoryRow,
@@ -33,6 +35,9 @@ from services.placement.models import (
     ProviderTraitRow,
 )
 from services.placement.resources import fits, parse_resources
+
+if TYPE_CHECKING:
+    from services.placement.capacity_index.refresh import CapacityIndex
 
 providers = ProviderRow.__table__
 
@@ -106,8 +111,11 @@ async def bump_generation(conn: AsyncConnection, provider: Provider, expected: i
 
 
 class ResourceProviders:
-    def __init__(self, db: Database) -> None:
+    """Provider writes also update this replica's capacity index once committed."""
+
+    def __init__(self, db: Database, index: CapacityIndex) -> None:
         self._db = db
+        self._index = index
 
     async def create(self, name: str, provider_uuid: str = "", parent_uuid: str = "") -> Provider:
         provider_uuid = provider_uuid or str(uuidlib.uuid4())
@@ -138,12 +146,24 @@ class ResourceProviders:
                 await conn.execute(
                     update(providers).where(providers.c.id == new_id).values(root_id=root_id)
                 )
-                return await load_provider(conn, provider_uuid)
+                created = await load_provider(conn, provider_uuid)
         except IntegrityError as exc:
             raise AlreadyExists(
                 f"a resource provider named {name!r} or with uuid {provider_uuid} already exists",
                 code="placement.provider_exists",
             ) from exc
+        self._index.state.put(
+            ProviderNode(
+                id=new_id,
+                uuid=provider_uuid,
+                name=name,
+                generation=created.generation,
+                parent_id=parent.id if parent else None,
+                root_id=root_id,
+                inventories={},
+            )
+        )
+        return created
 
     async def _parent(self, conn: AsyncConnection, parent_uuid: str) -> Provider:
         try:
@@ -217,12 +237,15 @@ class ResourceProviders:
                 await conn.execute(
                     update(providers).where(providers.c.id == provider.id).values(**values)
                 )
-                return await load_provider(conn, provider_uuid)
+                updated = await load_provider(conn, provider_uuid)
         except IntegrityError as exc:
             raise AlreadyExists(
                 f"a resource provider named {name!r} already exists",
                 code="placement.provider_exists",
             ) from exc
+        # Rare, and a move changes the root of a whole subtree: read the tree again.
+        await self._index.reload_tree(provider_uuid)
+        return updated
 
     async def _reparent(self, conn: AsyncConnection, provider: Provider, parent_uuid: str) -> dict:
         subtree = await self._subtree(conn, provider.id)
@@ -271,3 +294,4 @@ class ResourceProviders:
             for table in (InventoryRow, ProviderTraitRow, ProviderAggregateRow):
                 await conn.execute(table.__table__.delete().where(table.provider_id == provider.id))
             await conn.execute(providers.delete().where(and_(providers.c.id == provider.id)))
+        self._index.state.remove(provider.id)

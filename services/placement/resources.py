@@ -20,7 +20,7 @@ from services.common.errors import FieldViolation, InvalidArgument
 _AMOUNT = re.compile(r"^\s*([A-Z0-9_]+)\s*:\s*(\d{1,9})\s*$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Inventory:
     resource_class: str
     total: int

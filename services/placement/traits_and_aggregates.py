@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import Database
 from services.common.errors import FieldViolation, InvalidArgument
+from services.placement.capacity_index.refresh import CapacityIndex
 from services.placement.catalog import ensure_traits
 from services.placement.models import (
     AllocationRow,
@@ -39,10 +40,12 @@ def _unique(values: list[str], field: str) -> list[str]:
 
 
 class ProviderSets:
-    """Traits and aggregates: read whole, replaced whole, generation-checked."""
+    """Traits and aggregates: read whole, replaced whole, generation-checked;
+    this replica's capacity index takes them once committed."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, index: CapacityIndex) -> None:
         self._db = db
+        self._index = index
 
     async def get_traits(self, provider_uuid: str) -> tuple[Provider, list[str]]:
         async with self._db.read() as conn:
@@ -58,7 +61,8 @@ class ProviderSets:
             await ensure_traits(conn, traits, "traits")
             new_generation = await bump_generation(conn, provider, generation)
             await self._replace(conn, _traits, "trait", provider.id, traits)
-            return new_generation, traits
+        self._index.state.change(provider.id, new_generation, traits=frozenset(traits))
+        return new_generation, traits
 
     async def get_aggregates(self, provider_uuid: str) -> tuple[Provider, list[str]]:
         async with self._db.read() as conn:
@@ -73,7 +77,8 @@ class ProviderSets:
             provider = await load_provider(conn, provider_uuid)
             new_generation = await bump_generation(conn, provider, generation)
             await self._replace(conn, _aggregates, "aggregate_uuid", provider.id, aggregates)
-            return new_generation, aggregates
+        self._index.state.change(provider.id, new_generation, aggregates=frozenset(aggregates))
+        return new_generation, aggregates
 
     @staticmethod
     async def _replace(

@@ -1,16 +1,17 @@
 """Allocation candidates: which providers can hold a request, ready to claim.
 
-Two steps, cheap first:
-  1. SQL picks trees (by root) that can plausibly serve the request: for
-     every requested class some provider of the tree has room; granular
-     groups need one provider with all of their classes and traits. Roots are
-     scanned in windows of provider ids (from a random start when asked, so
-     concurrent schedulers see different hosts), so a query with a limit
-     costs about `limit` index probes, not one per provider.
-  2. Python builds the exact allocation requests per tree. A tree of one
-     provider needs no search (step 1 was exact for it); a nested tree is
-     searched combination by combination, bounded by MAX_PER_TREE results
-     and MAX_EXAMINED combinations, so deep trees cannot explode.
+Answered from the replica's capacity index (capacity_index/), never from
+SQL per query. Two steps per tree, cheap first:
+  1. trees.may_serve: can the tree plausibly serve the request? For every
+     requested class some provider of the tree has room; granular groups
+     need one provider with all of their classes and traits. Trees are
+     walked in root id order from a random start when asked, so concurrent
+     schedulers see different hosts, and the walk stops at the limit.
+  2. combinations.tree_requests: the exact allocation requests per tree. A
+     tree of one provider needs no search (step 1 was exact for it); a
+     nested tree is searched combination by combination, bounded by
+     MAX_PER_TREE results and MAX_EXAMINED combinations, so deep trees
+     cannot explode.
 
 Semantics (OpenStack Placement's, for the common cases):
   * unnamed group: each class may come from any provider of one tree; the

@@ -5,26 +5,16 @@ from __future__ import annotations
 from collections import defaultdict
 from itertools import product
 
-from services.placement.candidates.request import CandidateQuery, Group, ProviderInfo
+from services.placement.candidates.request import CandidateQuery
+from services.placement.candidates.trees import group_fits
+from services.placement.capacity_index.state import ProviderNode
 
 MAX_PER_TREE = 16
 MAX_EXAMINED = 2000
 
 
-def _group_fits(provider: ProviderInfo, group: Group) -> bool:
-    return (
-        all(
-            rc in provider.inventories and provider.inventories[rc].fits(n)
-            for rc, n in group.resources.items()
-        )
-        and group.required <= provider.traits
-        and not (group.forbidden & provider.traits)
-        and (not group.member_of or bool(group.member_of & provider.aggregates))
-    )
-
-
 def tree_requests(
-    tree: list[ProviderInfo], query: CandidateQuery
+    tree: list[ProviderNode], query: CandidateQuery
 ) -> list[dict[int, dict[str, int]]]:
     """Exact allocation requests one tree can satisfy (provider id -> class -> amount)."""
     unnamed = query.unnamed
@@ -44,7 +34,7 @@ def tree_requests(
         per_class.append(options)
     per_group = []
     for group in query.groups:
-        options = [p for p in tree if _group_fits(p, group)]
+        options = [p for p in tree if group_fits(p, group)]
         if not options:
             return []
         per_group.append(options)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from services.placement.resources import Inventory
+from services.placement.capacity_index.state import ProviderNode
 
 
 @dataclass(frozen=True)
@@ -26,20 +26,9 @@ class CandidateQuery:
     randomize: bool = False
 
 
-@dataclass
-class ProviderInfo:
-    id: int
-    uuid: str
-    name: str
-    parent_id: int | None
-    root_id: int
-    inventories: dict[str, Inventory] = field(default_factory=dict)
-    traits: set[str] = field(default_factory=set)
-    aggregates: set[str] = field(default_factory=set)
-
-
 @dataclass(frozen=True)
 class Candidates:
-    # Each request: provider uuid -> resource class -> amount.
-    requests: list[dict[str, dict[str, int]]]
-    providers: list[ProviderInfo]
+    # Each request: provider id -> resource class -> amount.
+    requests: list[dict[int, dict[str, int]]]
+    # Every provider of the trees used, as the index held it when asked.
+    providers: list[ProviderNode]

@@ -15,6 +15,7 @@ from services.placement.allocations import (
     PutAllocations,
 )
 from services.placement.candidates import AllocationCandidates, CandidateQuery, Group
+from services.placement.servicers.candidate_replies import CandidateReplies
 from services.placement.servicers.policy import require_operator
 
 
@@ -100,10 +101,14 @@ def _group(message, suffix: str = "") -> Group:
 class AllocationCandidateServicer(
     allocation_candidates_pb2_grpc.AllocationCandidateServiceServicer
 ):
+    """Answers encoded bytes (candidate_replies.py); register it with
+    candidate_replies.add_to_server."""
+
     def __init__(self, candidates: AllocationCandidates) -> None:
         self._candidates = candidates
+        self._replies = CandidateReplies()
 
-    async def ListAllocationCandidates(self, request, context):
+    async def ListAllocationCandidates(self, request, context) -> bytes:
         require_operator("asking for allocation candidates")
         query = CandidateQuery(
             unnamed=_group(request),
@@ -113,26 +118,4 @@ class AllocationCandidateServicer(
             limit=request.limit,
             randomize=request.randomize,
         )
-        found = await self._candidates.find(query)
-        by_id = {p.id: p for p in found.providers}
-        return candidates_pb.ListAllocationCandidatesResponse(
-            allocation_requests=[
-                candidates_pb.AllocationRequest(allocations=holdings_to_proto(r))
-                for r in found.requests
-            ],
-            provider_summaries=[
-                candidates_pb.ProviderSummary(
-                    resource_provider_uuid=p.uuid,
-                    name=p.name,
-                    root_uuid=by_id[p.root_id].uuid,
-                    parent_uuid=by_id[p.parent_id].uuid if p.parent_id else "",
-                    resources={
-                        rc: candidates_pb.ResourceSummary(capacity=i.capacity, used=i.used)
-                        for rc, i in p.inventories.items()
-                    },
-                    traits=sorted(p.traits),
-                    aggregates=sorted(p.aggregates),
-                )
-                for p in found.providers
-            ],
-        )
+        return self._replies.encode(await self._candidates.find(query))

@@ -1,0 +1,340 @@
+"""Writing allocations: one net change for one or more consumers, inside the
+caller's write transaction.
+
+  1. every consumer's generation is checked and taken: new consumers are
+     inserted in one statement; one that exists already is answered with
+     what it holds if the request is an identical retry, anything else is a
+     conflict; a given generation must be the current one;
+  2. every touched provider's generation is bumped, before any inventory
+     row: all writers lock providers then inventories in one order, so
+     concurrent writers queue instead of deadlocking;
+  3. the old allocations are released and the new ones taken, each by a
+     conditional UPDATE that matches only while the amount fits.
+If any step fails the caller's transaction (or savepoint) rolls back and
+nothing is left behind. The statements RETURN the generations and usage
+they left (Written), which the replica's capacity index takes once the
+transaction has committed.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+from sqlalchemy import TextClause, and_, bindparam, case, delete, insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.common.errors import Conflict, FieldViolation, InvalidArgument
+from services.placement.capacity_index.state import ProviderIndex
+from services.placement.consumers import (
+    ConsumerAllocations,
+    PutAllocations,
+    allocations,
+    consumer_conflict,
+    consumers,
+    read_consumer,
+)
+from services.placement.inventories import read_inventories
+from services.placement.models import InventoryRow
+from services.placement.resources import fits_sql
+
+_inventories = InventoryRow.__table__
+
+
+@dataclass
+class Written:
+    """Provider generations and inventory usage a write left, as RETURNed."""
+
+    generations: dict[int, int] = field(default_factory=dict)
+    used: dict[int, dict[str, int]] = field(default_factory=dict)
+
+    def took(self, provider_id: int, resource_class: str, used: int) -> None:
+        self.used.setdefault(provider_id, {})[resource_class] = used
+
+    def add(self, later: Written) -> None:
+        self.generations.update(later.generations)
+        for provider_id, used in later.used.items():
+            self.used.setdefault(provider_id, {}).update(used)
+
+    def apply_to(self, index: ProviderIndex) -> None:
+        """Once committed: the index takes what the database now holds."""
+        for provider_id, generation in self.generations.items():
+            index.change(provider_id, generation, used=self.used.get(provider_id))
+
+
+@dataclass
+class _Prepared:
+    request: PutAllocations
+    generation: int
+    old: list[tuple[int, str, int]]  # (provider id, class, amount) held before
+    answer: ConsumerAllocations | None = None  # set when nothing is left to do
+
+
+async def _existing(conn: AsyncConnection, request: PutAllocations) -> _Prepared:
+    """A new consumer that exists already: an identical retry, or a conflict."""
+    current = await read_consumer(conn, request.consumer_uuid)
+    if current and (current.allocations, current.project_id, current.user_id) == (
+        request.allocations,
+        request.project_id,
+        request.user_id,
+    ):
+        return _Prepared(request, current.generation, [], answer=current)
+    generation = current.generation if current else "?"
+    raise consumer_conflict(
+        request.consumer_uuid,
+        f"it exists already at generation {generation}; pass consumer_generation "
+        "to replace its allocations",
+    )
+
+
+async def _next_generation(conn: AsyncConnection, request: PutAllocations) -> _Prepared:
+    """Take an existing consumer's next generation; read what it holds now."""
+    consumer = request.consumer_uuid
+    changed = await conn.execute(
+        update(consumers)
+        .where(consumers.c.uuid == consumer, consumers.c.generation == request.generation)
+        .values(
+            generation=consumers.c.generation + 1,
+            project_id=request.project_id,
+            user_id=request.user_id,
+        )
+    )
+    if changed.rowcount == 0:
+        current = await conn.scalar(
+            select(consumers.c.generation).where(consumers.c.uuid == consumer)
+        )
+        raise consumer_conflict(
+            consumer,
+            "it does not exist; omit consumer_generation to create it"
+            if current is None
+            else f"it is at generation {current}, not {request.generation}; "
+            "read it again and retry",
+        )
+    old = [
+        tuple(r)
+        for r in await conn.execute(
+            select(
+                allocations.c.provider_id, allocations.c.resource_class, allocations.c.used
+            ).where(allocations.c.consumer_uuid == consumer)
+        )
+    ]
+    return _Prepared(request, request.generation + 1, old)
+
+
+async def _prepare_all(conn: AsyncConnection, requests: list[PutAllocations]) -> list[_Prepared]:
+    new = [r for r in requests if r.generation is None]
+    created: set[str] = set()
+    if new:
+        params = {}
+        for i, r in enumerate(new):
+            params.update({f"u{i}": r.consumer_uuid, f"p{i}": r.project_id, f"s{i}": r.user_id})
+        created = set(await conn.scalars(_new_consumers_statement(len(new)), params))
+    prepared = []
+    for request in requests:
+        if request.generation is not None:
+            prepared.append(await _next_generation(conn, request))
+        elif request.consumer_uuid in created:
+            prepared.append(_Prepared(request, 1, []))
+        else:
+            prepared.append(await _existing(conn, request))
+    return prepared
+
+
+async def write_all(
+    conn: AsyncConnection, requests: list[PutAllocations], written: Written
+) -> list[ConsumerAllocations]:
+    """Write every request's allocations as one net change: all that the
+    consumers held is released first, then all they ask for is taken."""
+    prepared = await _prepare_all(conn, requests)
+    pending = [p for p in prepared if p.answer is None]
+    wanted = sorted({u for p in pending for u in p.request.allocations})
+    old = sorted(row for p in pending for row in p.old)
+    # One statement takes every touched provider's next generation and maps
+    # the uuids asked for to ids; providers are locked before inventories.
+    ids: dict[str, int] = {}
+    old_ids = sorted({row[0] for row in old})
+    if wanted or old_ids:
+        bumped = await conn.execute(
+            _BUMP_PROVIDERS, {"uuids": wanted or [""], "ids": old_ids or [0]}
+        )
+        for provider_uuid, provider_id, generation in bumped:
+            ids[provider_uuid] = provider_id
+            written.generations[provider_id] = generation
+    missing = [u for u in wanted if u not in ids]
+    if missing:
+        raise InvalidArgument(
+            f"resource provider {', '.join(missing)} does not exist",
+            code="placement.provider_not_found",
+            field_violations=tuple(
+                FieldViolation("allocations.resource_provider_uuid", m) for m in missing
+            ),
+        )
+    uuids = {v: k for k, v in ids.items()}
+    new = sorted(
+        (ids[provider_uuid], resource_class, amount, p.request.consumer_uuid)
+        for p in pending
+        for provider_uuid, resources in p.request.allocations.items()
+        for resource_class, amount in resources.items()
+    )
+    if old:
+        released = await conn.execute(
+            update(_inventories)
+            .where(or_(*(_row(pid, rc) for pid, rc, _ in old)))
+            .values(used=_inventories.c.used - case(*((_row(pid, rc), n) for pid, rc, n in old)))
+            .returning(
+                _inventories.c.provider_id, _inventories.c.resource_class, _inventories.c.used
+            )
+        )
+        for row in released:
+            written.took(*row)
+    holders = [p.request.consumer_uuid for p in pending if p.old]
+    if holders:
+        await conn.execute(delete(allocations).where(allocations.c.consumer_uuid.in_(holders)))
+    if new:
+        await _take(conn, new, uuids, written)
+        await conn.execute(
+            insert(allocations),
+            [
+                {"consumer_uuid": c, "provider_id": p, "resource_class": rc, "used": n}
+                for p, rc, n, c in new
+            ],
+        )
+    emptied = [p.request.consumer_uuid for p in pending if not p.request.allocations]
+    if emptied:
+        # Nothing held any more: forget the consumer, as a delete would.
+        await conn.execute(delete(consumers).where(consumers.c.uuid.in_(emptied)))
+    return [
+        p.answer
+        or (
+            ConsumerAllocations(
+                p.request.consumer_uuid,
+                p.generation,
+                p.request.project_id,
+                p.request.user_id,
+                p.request.allocations,
+            )
+            if p.request.allocations
+            else ConsumerAllocations(p.request.consumer_uuid)
+        )
+        for p in prepared
+    ]
+
+
+def _row(provider_id: int, resource_class: str):
+    return and_(
+        _inventories.c.provider_id == provider_id, _inventories.c.resource_class == resource_class
+    )
+
+
+# Hot statements, built once (see _take_statement).
+_BUMP_PROVIDERS = text(
+    "UPDATE resource_providers SET generation = generation + 1 "
+    "WHERE uuid IN :uuids OR id IN :ids RETURNING uuid, id, generation"
+).bindparams(bindparam("uuids", expanding=True), bindparam("ids", expanding=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _new_consumers_statement(rows: int) -> TextClause:
+    """INSERT new consumers at generation 1, RETURNING those that were not there."""
+    values = ", ".join(f"(:u{i}, :p{i}, :s{i}, 1)" for i in range(rows))
+    return text(
+        f"INSERT INTO consumers (uuid, project_id, user_id, generation) VALUES {values} "
+        "ON CONFLICT DO NOTHING RETURNING uuid"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _take_statement(rows: int) -> TextClause:
+    """UPDATE adding n to each listed inventory's usage while n fits
+    (resources.fits_sql), RETURNING the rows that took it. Built once per
+    row count: claims are hot, and composing expressions per call costs more
+    than the database does."""
+    values = ", ".join(
+        f"(CAST(:p{i} AS INTEGER), CAST(:c{i} AS VARCHAR), CAST(:n{i} AS INTEGER))"
+        for i in range(rows)
+    )
+    return text(
+        f"WITH wanted(provider_id, resource_class, n) AS (VALUES {values}) "
+        "UPDATE inventories SET used = inventories.used + wanted.n FROM wanted "
+        "WHERE inventories.provider_id = wanted.provider_id "
+        "AND inventories.resource_class = wanted.resource_class "
+        f"AND {fits_sql('inventories', 'wanted.n')} "
+        "RETURNING inventories.provider_id, inventories.resource_class, inventories.used"
+    )
+
+
+async def _take(
+    conn: AsyncConnection,
+    new: list[tuple[int, str, int, str]],
+    uuids: dict[int, str],
+    written: Written,
+) -> None:
+    """Add every amount to its inventory's usage by conditional UPDATEs.
+
+    A row changes only while its amount fits; RETURNING names the rows that
+    took it, so a refusal can say which inventory was short (the caller's
+    transaction then rolls everything back). One UPDATE per round: when
+    consumers of a batch share an inventory, each round takes one amount
+    per inventory, so each is checked against what the ones before it took.
+    """
+    rounds: list[dict[tuple[int, str], int]] = []
+    for provider_id, resource_class, amount, _ in new:
+        key = (provider_id, resource_class)
+        free = next((r for r in rounds if key not in r), None)
+        if free is None:
+            free = {}
+            rounds.append(free)
+        free[key] = amount
+    for merged in rounds:
+        await _take_round(conn, merged, uuids, written)
+
+
+async def _take_round(
+    conn: AsyncConnection,
+    merged: dict[tuple[int, str], int],
+    uuids: dict[int, str],
+    written: Written,
+) -> None:
+    params = {}
+    for i, ((provider_id, resource_class), amount) in enumerate(merged.items()):
+        params.update({f"p{i}": provider_id, f"c{i}": resource_class, f"n{i}": amount})
+    taken = set()
+    for provider_id, resource_class, used in await conn.execute(
+        _take_statement(len(merged)), params
+    ):
+        taken.add((provider_id, resource_class))
+        written.took(provider_id, resource_class, used)
+    refused = merged.keys() - taken
+    if refused:
+        provider_id, resource_class = min(refused)
+        raise await _explain_refusal(
+            conn,
+            uuids[provider_id],
+            provider_id,
+            resource_class,
+            merged[(provider_id, resource_class)],
+        )
+
+
+async def _explain_refusal(
+    conn: AsyncConnection, provider_uuid: str, provider_id: int, resource_class: str, amount: int
+) -> Exception:
+    """Why a conditional claim matched no row: a bad request, or no room."""
+    found = await read_inventories(conn, provider_id, resource_class)
+    where = f"{resource_class} on resource provider {provider_uuid}"
+    if not found:
+        return InvalidArgument(
+            f"{where}: the provider has no such inventory", code="placement.inventory_not_found"
+        )
+    inventory = found[0]
+    if not (inventory.min_unit <= amount <= inventory.max_unit) or amount % inventory.step_size:
+        return InvalidArgument(
+            f"{where}: {amount} is not allowed; amounts go from {inventory.min_unit} to "
+            f"{inventory.max_unit} in steps of {inventory.step_size}",
+            code="placement.invalid_amount",
+        )
+    free = max(inventory.capacity - inventory.used, 0)
+    return Conflict(
+        f"{where}: asked {amount}, {free} of {inventory.capacity} free",
+        code="placement.insufficient_capacity",
+    )

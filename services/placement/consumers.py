@@ -1,0 +1,61 @@
+"""Consumers: who holds allocations, at which consumer generation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.common.errors import Conflict
+from services.placement.models import AllocationRow, ConsumerRow, ProviderRow
+
+consumers = ConsumerRow.__table__
+allocations = AllocationRow.__table__
+_providers = ProviderRow.__table__
+
+# provider uuid -> resource class -> amount
+Holdings = dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class ConsumerAllocations:
+    consumer_uuid: str
+    generation: int = 0
+    project_id: str = ""
+    user_id: str = ""
+    allocations: Holdings = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PutAllocations:
+    consumer_uuid: str
+    generation: int | None  # None: a new consumer
+    project_id: str
+    user_id: str
+    allocations: Holdings
+
+
+def consumer_conflict(consumer_uuid: str, message: str) -> Conflict:
+    return Conflict(f"consumer {consumer_uuid}: {message}", code="placement.concurrent_update")
+
+
+async def read_consumer(conn: AsyncConnection, consumer_uuid: str) -> ConsumerAllocations | None:
+    row = (
+        await conn.execute(
+            select(consumers.c.generation, consumers.c.project_id, consumers.c.user_id).where(
+                consumers.c.uuid == consumer_uuid
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    held: Holdings = {}
+    rows = await conn.execute(
+        select(_providers.c.uuid, allocations.c.resource_class, allocations.c.used)
+        .join(_providers, _providers.c.id == allocations.c.provider_id)
+        .where(allocations.c.consumer_uuid == consumer_uuid)
+    )
+    for provider_uuid, resource_class, used in rows:
+        held.setdefault(provider_uuid, {})[resource_class] = used
+    return ConsumerAllocations(consumer_uuid, row.generation, row.project_id, row.user_id, held)

@@ -1,0 +1,127 @@
+"""Group commit: claims that arrive together share one write transaction.
+
+Why: a claim is a handful of short statements, and per claim most of the
+time went to the round trips, BEGIN/COMMIT and the Python around them, not
+to the database's work (SQLite also admits one writer at a time). Written
+together, the claims of a batch cost the statements of one claim: one
+INSERT of the new consumers, one UPDATE of the providers' generations, one
+conditional UPDATE of the inventories, one INSERT of the allocations.
+
+No timer: a batch is whatever arrived while the previous one was being
+written, so a lone claim waits for nobody, and under load batches grow by
+themselves.
+
+Each claim keeps its own outcome. The batch is first tried whole, as one
+net change in one transaction (allocation_writes.write_all); that is exact
+because every consumer of a batch is distinct and taking amounts only ever
+adds usage, so if the sum fits, every claim fits in some serial order. If
+any claim is refused (no room, a stale consumer generation, an unknown
+provider, or a deadlock against another replica), that transaction rolls
+back and the claims are written again one by one in a second transaction,
+each in a savepoint of its own: a refused claim fails alone and the others
+land in the same commit. Contention is rare with many hosts, so the common
+batch costs one transaction and no savepoints. If the second transaction
+fails as a whole (the database is gone), every claim of the batch gets that
+error, retryable as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.common.db import Database
+from services.common.errors import StratusError
+from services.placement.allocation_writes import Written, write_all
+from services.placement.capacity_index.state import ProviderIndex
+from services.placement.consumers import ConsumerAllocations, PutAllocations
+
+# Claims per transaction: bounds a transaction's statements and lock time.
+MAX_BATCH = 64
+
+Outcome = ConsumerAllocations | StratusError
+
+
+class GroupCommit:
+    def __init__(self, db: Database, index: ProviderIndex) -> None:
+        self._db = db
+        self._index = index
+        self._queue: list[tuple[PutAllocations, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def put(self, request: PutAllocations) -> ConsumerAllocations:
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((request, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued())
+        # The claim is written even if this caller goes away (as a claim whose
+        # reply was lost would be); a retry is then answered with it.
+        return await asyncio.shield(future)
+
+    async def _write_queued(self) -> None:
+        while self._queue:
+            batch = self._next_batch()
+            try:
+                outcomes = await self._commit([request for request, _ in batch])
+            except Exception as error:  # the transaction failed, for every claim
+                outcomes = [error] * len(batch)
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    def _next_batch(self) -> list[tuple[PutAllocations, asyncio.Future]]:
+        """Up to MAX_BATCH queued claims, one per consumer (a second claim for
+        a consumer, such as a retry racing its original, waits for the next)."""
+        batch, later, consumers = [], [], set()
+        for item in self._queue:
+            consumer = item[0].consumer_uuid
+            if len(batch) < MAX_BATCH and consumer not in consumers:
+                consumers.add(consumer)
+                batch.append(item)
+            else:
+                later.append(item)
+        self._queue = later
+        return batch
+
+    async def _commit(self, requests: list[PutAllocations]) -> list[Outcome]:
+        """The batch as one net change; if any claim is refused, one by one."""
+        try:
+            return await self._transaction(requests, _together)
+        except StratusError:
+            if len(requests) == 1:
+                raise  # its own outcome
+        return await self._transaction(requests, _one_by_one)
+
+    async def _transaction(self, requests: list[PutAllocations], write) -> list[Outcome]:
+        written = Written()
+        async with self._db.write() as conn:
+            outcomes = await write(conn, requests, written)
+        written.apply_to(self._index)
+        return outcomes
+
+
+async def _together(
+    conn: AsyncConnection, requests: list[PutAllocations], written: Written
+) -> list[Outcome]:
+    return list(await write_all(conn, requests, written))
+
+
+async def _one_by_one(
+    conn: AsyncConnection, requests: list[PutAllocations], written: Written
+) -> list[Outcome]:
+    """Each claim in a savepoint of its own: a refused one is rolled back alone."""
+    outcomes: list[Outcome] = []
+    for request in requests:
+        alone = Written()
+        try:
+            async with conn.begin_nested():
+                outcomes += await write_all(conn, [request], alone)
+            written.add(alone)
+        except StratusError as refused:
+            outcomes.append(refused)
+    return outcomes

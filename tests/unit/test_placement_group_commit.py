@@ -1,0 +1,90 @@
+"""Group commit, in process on a real database: claims that arrive together
+share a transaction, and each keeps its own outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from services.common.db import Database, resolve_url
+from services.common.errors import Conflict
+from services.placement import group_commit
+from services.placement.allocations import Allocations, PutAllocations
+from services.placement.app import MIGRATIONS
+from services.placement.capacity_index.refresh import CapacityIndex
+from services.placement.inventories import Inventories
+from services.placement.providers import ResourceProviders
+from services.placement.resources import Inventory
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path, postgres) -> str:
+    configured = postgres.new() if request.param == "postgresql" else ""
+    return resolve_url(configured, tmp_path, "placement")
+
+
+@pytest.fixture
+async def placement(database_url):
+    db = Database(database_url)
+    await db.migrate(MIGRATIONS)
+    index = CapacityIndex(db)
+    yield db, index
+    await db.close()
+
+
+async def host(db, index, vcpus: int) -> str:
+    provider = await ResourceProviders(db, index).create(f"host-{uuid.uuid4().hex[:8]}")
+    await Inventories(db, index).replace_all(provider.uuid, 0, [Inventory("VCPU", vcpus)])
+    return provider.uuid
+
+
+def claim(provider_uuid: str, vcpus: int = 1, consumer: str | None = None) -> PutAllocations:
+    return PutAllocations(
+        consumer or str(uuid.uuid4()), None, "p", "u", {provider_uuid: {"VCPU": vcpus}}
+    )
+
+
+@pytest.fixture
+def batches(monkeypatch) -> list[int]:
+    """The size of every batch written (each first tried as one net change)."""
+    sizes: list[int] = []
+    together = group_commit._together
+
+    async def spy(conn, requests, written):
+        sizes.append(len(requests))
+        return await together(conn, requests, written)
+
+    monkeypatch.setattr(group_commit, "_together", spy)
+    return sizes
+
+
+async def test_one_refused_claim_of_a_batch_fails_alone(placement, batches):
+    db, index = placement
+    allocations = Allocations(db, index.state)
+    full, roomy = await host(db, index, 1), await host(db, index, 8)
+    claims = [claim(roomy), claim(full), claim(full), claim(roomy)]
+    outcomes = await asyncio.gather(*(allocations.put(c) for c in claims), return_exceptions=True)
+    assert batches == [4]  # one transaction
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(refused) == 1 and isinstance(refused[0], Conflict)
+    assert refused[0].code == "placement.insufficient_capacity"
+    for request, outcome in zip(claims, outcomes, strict=True):
+        held = (await allocations.get(request.consumer_uuid)).allocations
+        assert held == ({} if outcome is refused[0] else request.allocations)
+    # The index took exactly what the database holds.
+    for provider_uuid, used in ((full, 1), (roomy, 2)):
+        node = index.state.node(index.state.id_of(provider_uuid))
+        assert node.inventories["VCPU"].used == used
+
+
+async def test_a_retry_racing_its_original_is_answered_with_the_same_claim(placement, batches):
+    db, index = placement
+    allocations = Allocations(db, index.state)
+    request = claim(await host(db, index, 4))
+    first, retry = await asyncio.gather(allocations.put(request), allocations.put(request))
+    assert batches == [1, 1]  # one consumer per batch
+    assert first == retry
+    node = index.state.node(index.state.id_of(next(iter(request.allocations))))
+    assert node.inventories["VCPU"].used == 1  # counted once
