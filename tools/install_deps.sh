@@ -20,3 +20,8 @@ else
     "$python" -m pip install -q -e '.[dev]'
     echo "note: libvirt tests will skip; install libvirt-dev and pkg-config, then make venv"
 fi
+
+# xds-protos (Envoy's ext_proc contract, for the body guard) ships an older copy of
+# opentelemetry/proto over the one the OTLP trace exporter needs; put the exporter's back.
+otel_proto="$("$python" -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
+"$python" -m pip install -q --force-reinstall --no-deps "opentelemetry-proto==$otel_proto"
