@@ -107,9 +107,18 @@ class Inventories:
             current = {inv.resource_class: inv for inv in await read_inventories(conn, provider.id)}
             for gone in sorted(current.keys() - set(classes)):
                 await self._remove(conn, provider, current[gone])
+            added = [inv for inv in wanted if inv.resource_class not in current]
             for inventory in wanted:
-                await self._write(conn, provider, inventory, inventory.resource_class in current)
-            now = await read_inventories(conn, provider.id)
+                if inventory.resource_class in current:
+                    await self._update(conn, provider, inventory)
+            await self._insert(conn, provider, added)
+            # A provider's first inventories (the usual case) are exactly what was
+            # inserted; only a replacement has usage to read back.
+            now = (
+                await read_inventories(conn, provider.id)
+                if current
+                else sorted(added, key=lambda inv: inv.resource_class)
+            )
         return self._committed(provider, new_generation, now)
 
     async def set_one(
@@ -126,7 +135,10 @@ class Inventories:
                     inventories.c.resource_class == inventory.resource_class,
                 )
             )
-            await self._write(conn, provider, inventory, exists is not None)
+            if exists is None:
+                await self._insert(conn, provider, [inventory])
+            else:
+                await self._update(conn, provider, inventory)
             now = await read_inventories(conn, provider.id)
         return self._committed(provider, new_generation, now)
 
@@ -159,20 +171,27 @@ class Inventories:
         if result.rowcount == 0:
             raise _in_use(provider, replace(inventory, total=0, reserved=0), inventory.used)
 
-    async def _write(
-        self, conn: AsyncConnection, provider: Provider, inventory: Inventory, exists: bool
+    async def _insert(
+        self, conn: AsyncConnection, provider: Provider, added: list[Inventory]
+    ) -> None:
+        if added:
+            await conn.execute(
+                insert(inventories),
+                [
+                    {
+                        "provider_id": provider.id,
+                        "resource_class": inventory.resource_class,
+                        "used": 0,
+                        **{c: getattr(inventory, c) for c in _COLUMNS},
+                    }
+                    for inventory in added
+                ],
+            )
+
+    async def _update(
+        self, conn: AsyncConnection, provider: Provider, inventory: Inventory
     ) -> None:
         values = {c: getattr(inventory, c) for c in _COLUMNS}
-        if not exists:
-            await conn.execute(
-                insert(inventories).values(
-                    provider_id=provider.id,
-                    resource_class=inventory.resource_class,
-                    used=0,
-                    **values,
-                )
-            )
-            return
         result = await conn.execute(
             update(inventories)
             .where(

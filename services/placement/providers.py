@@ -146,18 +146,25 @@ class ResourceProviders:
                 await conn.execute(
                     update(providers).where(providers.c.id == new_id).values(root_id=root_id)
                 )
-                created = await load_provider(conn, provider_uuid)
         except IntegrityError as exc:
             raise AlreadyExists(
                 f"a resource provider named {name!r} or with uuid {provider_uuid} already exists",
                 code="placement.provider_exists",
             ) from exc
+        created = Provider(
+            id=new_id,
+            uuid=provider_uuid,
+            name=name,
+            generation=0,
+            parent_uuid=parent.uuid if parent else "",
+            root_uuid=parent.root_uuid if parent else provider_uuid,
+        )
         self._index.state.put(
             ProviderNode(
                 id=new_id,
                 uuid=provider_uuid,
                 name=name,
-                generation=created.generation,
+                generation=0,
                 parent_id=parent.id if parent else None,
                 root_id=root_id,
                 inventories={},
