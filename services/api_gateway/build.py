@@ -24,6 +24,7 @@ from services.api_gateway.flavors import Flavor, Flavors
 from services.api_gateway.key_pairs import KeyPairs
 from services.api_gateway.models import ServerRow
 from services.api_gateway.peers import Agents, Placement, Quota, Scheduler
+from services.api_gateway.scheduling_queue import SchedulingQueue
 from services.api_gateway.server_groups import ServerGroups
 from services.api_gateway.servers import (
     ACTIVE,
@@ -88,10 +89,9 @@ class Builder:
         self._peers = peers
         self._max_attempts = max_attempts
         self._background = background
-        # Creates are answered at once and build in the background: without a bound a
-        # burst piles hundreds of decisions onto placement at once, each slower than
-        # the last, until they time out. Waiting here costs the same time, fails none.
-        self._scheduling = asyncio.Semaphore(scheduling_concurrency)
+        # Creates are answered at once and build in the background; their scheduling
+        # goes through one queue, a bounded number of calls at a time.
+        self._scheduling = SchedulingQueue(peers.scheduler, scheduling_concurrency)
 
     async def create(self, ctx: RequestContext, new: NewServer) -> list[ServerRow]:
         missing = [f for f in ("name", "flavor", "image_ref") if not getattr(new, f)]
@@ -125,7 +125,7 @@ class Builder:
         rows = [row for row in rows if row.id in claimed]
         for row in rows:
             row.task_state = "scheduling"
-        self._background(self.build([row.id for row in rows]))
+        self._background(self._build(rows))
         return rows
 
     async def _claim_quota(
@@ -194,13 +194,14 @@ class Builder:
         await self._spawn_or_fail(row, [here, *alternates], expected="spawning")
 
     async def build(self, server_ids: list[str]) -> None:
-        """Schedule the batch in one call, then spawn each server."""
+        """Schedule the servers (one request), then spawn each."""
         rows = await self._records.load_many(server_ids)
-        if not rows:
-            return
+        if rows:
+            await self._build(rows)
+
+    async def _build(self, rows: list[ServerRow]) -> None:
         try:
-            async with self._scheduling:
-                reply = await self._peers.scheduler.select(_select_request(rows))
+            reply = await self._scheduling.select(_select_request(rows))
         except StratusError as exc:
             for row in rows:
                 await self._fail(row, exc.code, exc.message)
@@ -349,7 +350,7 @@ def _record(
         metadata_=dict(new.metadata),
         user_data=new.user_data,
         status=BUILD,
-        task_state="scheduling",
+        task_state="quota",  # until its quota is claimed (see create)
         power_state="NOSTATE",
         host="",
         host_address="",

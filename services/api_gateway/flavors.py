@@ -22,6 +22,8 @@ from services.common.context import RequestContext
 from services.common.db import Database
 from services.common.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 
+_flavors = FlavorRow.__table__
+
 TRAIT_PREFIX = "trait:"
 # "resources:CUSTOM_BAREMETAL_GOLD": "1" asks placement for that class too;
 # "resources:VCPU": "0" drops a standard one (a whole bare-metal machine has
@@ -108,7 +110,8 @@ def check_extra_specs(extra_specs: dict[str, str]) -> None:
         )
 
 
-def _from_row(row: FlavorRow) -> Flavor:
+def _from_row(row) -> Flavor:
+    """From an ORM row or a Core row of the flavors table."""
     created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
     return Flavor(
         id=row.id,
@@ -158,10 +161,13 @@ class Flavors:
 
     async def find(self, ctx: RequestContext, id_or_name: str) -> Flavor:
         """A flavor by id or, failing that, by name (what users type)."""
-        async with self._db.transaction() as session:
-            row = await session.get(FlavorRow, id_or_name)
+        # A read connection: every create asks, and on SQLite an ORM transaction
+        # would queue behind this process's writers (db.transaction takes their lock).
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(_flavors).where(_flavors.c.id == id_or_name))).first()
             if row is None:
-                row = await session.scalar(select(FlavorRow).where(FlavorRow.name == id_or_name))
+                by_name = select(_flavors).where(_flavors.c.name == id_or_name)
+                row = (await conn.execute(by_name)).first()
         if row is None or not (row.is_public or ctx.is_admin):
             raise NotFound(
                 f"flavor {id_or_name!r} does not exist; `GET /v1/flavors` lists them",

@@ -17,6 +17,7 @@ from stratus.quota.v1 import quota_pb2, quota_pb2_grpc
 from stratus.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 from services.common.context import REQUEST_ID_KEY, ROLES_KEY, SERVICE_ROLE, USER_KEY, current
+from services.common.errors import StratusError
 from services.common.peer_errors import from_rpc_error
 
 CALL_TIMEOUT_S = 30
@@ -91,6 +92,23 @@ class Scheduler:
         self, request: scheduler_pb2.SelectDestinationsRequest
     ) -> scheduler_pb2.SelectDestinationsResponse:
         return await _call("scheduler", self._stub.SelectDestinations, request)
+
+    async def select_many(
+        self, requests: list[scheduler_pb2.SelectDestinationsRequest]
+    ) -> list[scheduler_pb2.SelectDestinationsResponse | StratusError]:
+        """Each request's selections, or its own failure as the error SelectDestinations
+        would have raised."""
+        reply = await _call(
+            "scheduler",
+            self._stub.BatchSelectDestinations,
+            scheduler_pb2.BatchSelectDestinationsRequest(requests=requests),
+        )
+        return [
+            r.response
+            if r.HasField("response")
+            else StratusError(r.failure.message, code=r.failure.code)
+            for r in reply.results
+        ]
 
 
 class Placement:

@@ -27,7 +27,9 @@ class Leadership:
         self.identity = identity
         self.ttl = ttl
         self._conn = EtcdConnection(
-            endpoints, purpose=f"{role} leadership", call_timeout=max(1.0, ttl / 3),
+            endpoints,
+            purpose=f"{role} leadership",
+            call_timeout=max(1.0, ttl / 3),
             max_backoff=ttl / 3,
         )
         self._lease_id: int | None = None

@@ -42,6 +42,11 @@ class HostState:
         for rc, amount in resources.items():
             self.claimed[rc] = self.claimed.get(rc, 0) + amount
 
+    def give_back(self, resources: dict[str, int]) -> None:
+        """Undo a take whose instance will not be claimed after all."""
+        for rc, amount in resources.items():
+            self.claimed[rc] = self.claimed.get(rc, 0) - amount
+
 
 def host_states(
     answer: cand_pb.ListAllocationCandidatesResponse, live_by_provider: dict[str, dict[str, Any]]

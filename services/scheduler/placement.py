@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import dataclass
 
 import grpc
 from stratus.placement.v1 import allocation_candidates_pb2 as cand_pb
@@ -21,6 +22,15 @@ from services.scheduler.request import SchedulingRequest
 
 CALL_TIMEOUT_S = 30
 CLAIM_ATTEMPTS = 3
+# BatchPutAllocations takes at most this many consumers per call.
+MAX_BATCH_CLAIMS = 100
+
+
+@dataclass(frozen=True)
+class Claim:
+    instance_id: str
+    request: SchedulingRequest
+    allocations: dict[str, dict[str, int]]
 
 
 class ClaimLost(Exception):
@@ -73,21 +83,28 @@ class PlacementClient:
                 f"no host can hold the request: placement says {exc.details()}"
             ) from exc
 
+    async def claim_all(self, claims: list[Claim]) -> None:
+        """Claim for every instance in one transaction, or for none (ClaimLost).
+
+        An instance that already holds exactly these allocations (a retry) is
+        answered unchanged; holding anything else refuses the whole batch."""
+        batch = alloc_pb.BatchPutAllocationsRequest(
+            requests=[_put(c.instance_id, c.request, c.allocations) for c in claims]
+        )
+        try:
+            await self._call(self._allocations.BatchPutAllocations, batch)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.ABORTED:
+                raise
+            raise ClaimLost(exc.details() or "conflict") from exc
+
     async def claim(
         self, instance_id: str, request: SchedulingRequest, allocations: dict[str, dict[str, int]]
     ) -> None:
         """Claim, or ClaimLost. A conflict that is not about room (a database
         deadlock between concurrent claims) is tried again: a claim repeated
         after it took effect is answered unchanged, so a retry never counts twice."""
-        put = alloc_pb.PutAllocationsRequest(
-            consumer_uuid=instance_id,
-            project_id=request.project_id,
-            user_id=request.user_id,
-            allocations=[
-                alloc_pb.Allocation(resource_provider_uuid=rp, resources=res)
-                for rp, res in allocations.items()
-            ],
-        )
+        put = _put(instance_id, request, allocations)
         for attempt in range(CLAIM_ATTEMPTS):
             try:
                 await self._call(self._allocations.PutAllocations, put)
@@ -120,3 +137,17 @@ class PlacementClient:
             )
             self._roots[provider_uuid] = provider.root_uuid or provider.uuid
         return self._roots[provider_uuid]
+
+
+def _put(
+    instance_id: str, request: SchedulingRequest, allocations: dict[str, dict[str, int]]
+) -> alloc_pb.PutAllocationsRequest:
+    return alloc_pb.PutAllocationsRequest(
+        consumer_uuid=instance_id,
+        project_id=request.project_id,
+        user_id=request.user_id,
+        allocations=[
+            alloc_pb.Allocation(resource_provider_uuid=rp, resources=res)
+            for rp, res in allocations.items()
+        ],
+    )

@@ -1,4 +1,4 @@
-"""stratus.scheduler.v1.SchedulerService: adapts gRPC to select_destinations."""
+"""stratus.scheduler.v1.SchedulerService: adapts gRPC to select_destinations / select_many."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from stratus.scheduler.v1 import scheduler_pb2 as pb
 from stratus.scheduler.v1 import scheduler_pb2_grpc
 
 from services.common.context import ADMIN_ROLE, SERVICE_ROLE, current
+from services.common.errors import StratusError
 from services.scheduler.request import GroupPolicy, SchedulingRequest, ServerGroup
-from services.scheduler.select import Destination, Scheduler
+from services.scheduler.select import Destination, Scheduler, Selection
 
 _POLICIES = {
     pb.SERVER_GROUP_POLICY_AFFINITY: GroupPolicy.AFFINITY,
@@ -26,32 +27,54 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: pb.SelectDestinationsRequest, context
     ) -> pb.SelectDestinationsResponse:
         current().require_any_role((SERVICE_ROLE, ADMIN_ROLE), "scheduling servers")
-        group = None
-        if request.HasField("server_group"):
-            group = ServerGroup(request.server_group.id, _POLICIES[request.server_group.policy])
-        selections = await self._scheduler.select_destinations(
-            SchedulingRequest(
-                instance_ids=tuple(request.instance_ids),
-                project_id=request.project_id,
-                user_id=request.user_id,
-                resources=dict(request.resources),
-                required_traits=tuple(request.required_traits),
-                forbidden_traits=tuple(request.forbidden_traits),
-                availability_zone=request.availability_zone,
-                server_group=group,
-                ignore_hosts=frozenset(request.ignore_hosts),
-            )
-        )
-        return pb.SelectDestinationsResponse(
-            selections=[
-                pb.Selection(
-                    instance_id=s.instance_id,
-                    destination=_destination(s.destination),
-                    alternates=[_destination(a) for a in s.alternates],
+        selections = await self._scheduler.select_destinations(_request(request))
+        return _response(selections)
+
+    async def BatchSelectDestinations(
+        self, request: pb.BatchSelectDestinationsRequest, context
+    ) -> pb.BatchSelectDestinationsResponse:
+        current().require_any_role((SERVICE_ROLE, ADMIN_ROLE), "scheduling servers")
+        outcomes = await self._scheduler.select_many([_request(r) for r in request.requests])
+        return pb.BatchSelectDestinationsResponse(
+            results=[
+                pb.SelectDestinationsResult(
+                    failure=pb.SelectDestinationsFailure(code=o.code, message=o.message)
                 )
-                for s in selections
+                if isinstance(o, StratusError)
+                else pb.SelectDestinationsResult(response=_response(o))
+                for o in outcomes
             ]
         )
+
+
+def _request(request: pb.SelectDestinationsRequest) -> SchedulingRequest:
+    group = None
+    if request.HasField("server_group"):
+        group = ServerGroup(request.server_group.id, _POLICIES[request.server_group.policy])
+    return SchedulingRequest(
+        instance_ids=tuple(request.instance_ids),
+        project_id=request.project_id,
+        user_id=request.user_id,
+        resources=dict(request.resources),
+        required_traits=tuple(request.required_traits),
+        forbidden_traits=tuple(request.forbidden_traits),
+        availability_zone=request.availability_zone,
+        server_group=group,
+        ignore_hosts=frozenset(request.ignore_hosts),
+    )
+
+
+def _response(selections: list[Selection]) -> pb.SelectDestinationsResponse:
+    return pb.SelectDestinationsResponse(
+        selections=[
+            pb.Selection(
+                instance_id=s.instance_id,
+                destination=_destination(s.destination),
+                alternates=[_destination(a) for a in s.alternates],
+            )
+            for s in selections
+        ]
+    )
 
 
 def _destination(destination: Destination) -> pb.Destination:

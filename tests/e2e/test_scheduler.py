@@ -9,7 +9,7 @@ import grpc
 import pytest
 from stratus.scheduler.v1 import scheduler_pb2 as pb
 
-from tests.placement_client import Placement, new_uuid, reason
+from tests.placement_client import SERVICE, Placement, new_uuid, reason
 from tests.scheduler_client import SimulatedHosts, scheduler, select, select_request
 
 
@@ -140,3 +140,32 @@ def test_only_services_and_admins_may_schedule(hosts, stub):
     with pytest.raises(grpc.RpcError) as denied:
         select(stub, select_request(hosts), metadata=member)
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_retried_multi_create_keeps_its_claims(hosts, stub):
+    hosts.add(4, vcpus=4)
+    request = select_request(hosts, count=3)
+    first = {s.instance_id: s.destination.host for s in select(stub, request).selections}
+    again = {s.instance_id: s.destination.host for s in select(stub, request).selections}
+    assert again == first
+    assert sum(hosts.usage(h).get("VCPU", 0) for h in hosts.hosts) == 3
+
+
+def test_a_batch_decides_each_request_alone(hosts, stub):
+    hosts.add(2, vcpus=2)  # room for 4 instances of 1 VCPU
+    fits, too_many, wrong_zone = (
+        select_request(hosts, count=3),
+        select_request(hosts, count=3),  # only 1 is left once the first is placed
+        select_request(hosts, availability_zone="elsewhere"),
+    )
+    reply = stub.BatchSelectDestinations(
+        pb.BatchSelectDestinationsRequest(requests=[fits, too_many, wrong_zone]),
+        metadata=SERVICE,
+        timeout=30,
+    )
+    placed, refused, elsewhere = reply.results
+    assert [s.instance_id for s in placed.response.selections] == list(fits.instance_ids)
+    assert refused.failure.code == elsewhere.failure.code == "compute.no_valid_host"
+    assert "removed by availability-zone" in elsewhere.failure.message
+    assert all(not hosts.placement.held(i) for i in too_many.instance_ids)
+    assert sum(hosts.usage(h).get("VCPU", 0) for h in hosts.hosts) == 3

@@ -68,9 +68,6 @@ class ProviderIndex:
         # before the removal does not bring the provider back.
         self.removals = 0
 
-    def __len__(self) -> int:
-        return len(self._nodes)
-
     def node(self, provider_id: int) -> ProviderNode | None:
         return self._nodes.get(provider_id)
 
