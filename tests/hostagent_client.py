@@ -45,4 +45,3 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.05):
         if time.monotonic() - started > timeout:
             raise AssertionError(f"{what} did not happen within {timeout}s")
         time.sleep(step)
-

@@ -24,7 +24,6 @@ from services.api_gateway.flavors import Flavor, Flavors
 from services.api_gateway.key_pairs import KeyPairs
 from services.api_gateway.models import ServerRow
 from services.api_gateway.peers import Agents, Placement, Quota, Scheduler
-from services.api_gateway.scheduling_queue import SchedulingQueue
 from services.api_gateway.server_groups import ServerGroups
 from services.api_gateway.servers import (
     ACTIVE,
@@ -35,10 +34,14 @@ from services.api_gateway.servers import (
     power_name,
     resources_of,
 )
+from services.common.batching import Batcher
 from services.common.context import RequestContext
 from services.common.errors import FieldViolation, InvalidArgument, QuotaExceeded, StratusError
 
 log = logging.getLogger(__name__)
+
+# Instances per scheduler call: bounds the time one call holds its builds.
+SCHEDULING_BATCH = 200
 
 _POLICIES = {
     "affinity": sched_pb.SERVER_GROUP_POLICY_AFFINITY,
@@ -89,9 +92,18 @@ class Builder:
         self._peers = peers
         self._max_attempts = max_attempts
         self._background = background
-        # Creates are answered at once and build in the background; their scheduling
-        # goes through one queue, a bounded number of calls at a time.
-        self._scheduling = SchedulingQueue(peers.scheduler, scheduling_concurrency)
+        # Creates are answered at once and build in the background. Builds that
+        # queue while scheduler calls are out go in one BatchSelectDestinations
+        # call (the scheduler shares a candidates query and a claim transaction
+        # among them), at most SCHEDULING_BATCH instances per call.
+        self._scheduling: Batcher[
+            sched_pb.SelectDestinationsRequest, sched_pb.SelectDestinationsResponse
+        ] = Batcher(
+            peers.scheduler.select_many,
+            max_batch=SCHEDULING_BATCH,
+            concurrency=scheduling_concurrency,
+            weight=lambda request: len(request.instance_ids),
+        )
 
     async def create(self, ctx: RequestContext, new: NewServer) -> list[ServerRow]:
         missing = [f for f in ("name", "flavor", "image_ref") if not getattr(new, f)]
@@ -201,7 +213,7 @@ class Builder:
 
     async def _build(self, rows: list[ServerRow]) -> None:
         try:
-            reply = await self._scheduling.select(_select_request(rows))
+            reply = await self._scheduling.submit(_select_request(rows))
         except StratusError as exc:
             for row in rows:
                 await self._fail(row, exc.code, exc.message)

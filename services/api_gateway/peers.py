@@ -19,6 +19,7 @@ from stratus.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from services.common.context import REQUEST_ID_KEY, ROLES_KEY, SERVICE_ROLE, USER_KEY, current
 from services.common.errors import StratusError
 from services.common.peer_errors import from_rpc_error
+from services.common.status_details import from_status
 
 CALL_TIMEOUT_S = 30
 # A spawn may wait for a hypervisor; generous, but bounded.
@@ -104,10 +105,7 @@ class Scheduler:
             scheduler_pb2.BatchSelectDestinationsRequest(requests=requests),
         )
         return [
-            r.response
-            if r.HasField("response")
-            else StratusError(r.failure.message, code=r.failure.code)
-            for r in reply.results
+            r.response if r.HasField("response") else from_status(r.error) for r in reply.results
         ]
 
 

@@ -15,18 +15,16 @@ import json
 import logging
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
 
 from services.common import context as request_context
 from services.common.context import REQUEST_ID_KEY, RequestContext
 from services.common.errors import HTTP_STATUS, Internal, StratusError, grpc_status_of
+from services.common.status_details import to_status
 from services.common.validation import validate_request
 
 log = logging.getLogger(__name__)
 
 FAULT_BODY_KEY = "x-fault-body"
-ERROR_DOMAIN = "stratus"
 # Standard services (health, reflection) and edge plumbing skip the interceptor.
 _PASSTHROUGH_PREFIXES = ("/grpc.", "/envoy.")
 
@@ -48,37 +46,13 @@ def fault_body(error: StratusError, status: grpc.StatusCode, request_id: str) ->
     return json.dumps({"error": body}, separators=(",", ":"))
 
 
-def _status_details(error: StratusError, status: grpc.StatusCode, request_id: str) -> bytes:
-    details = [error_details_pb2.ErrorInfo(reason=error.code, domain=ERROR_DOMAIN)]
-    if error.field_violations:
-        details.append(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
-                    )
-                    for v in error.field_violations
-                ]
-            )
-        )
-    details.append(error_details_pb2.RequestInfo(request_id=request_id))
-    packed = []
-    for detail in details:
-        any_detail = any_pb2.Any()
-        any_detail.Pack(detail)
-        packed.append(any_detail)
-    return status_pb2.Status(
-        code=status.value[0], message=error.message, details=packed
-    ).SerializeToString()
-
-
 async def abort_with(context: grpc.aio.ServicerContext, error: StratusError, request_id: str):
     status = grpc_status_of(error)
     await context.abort(
         status,
         error.message,
         trailing_metadata=(
-            ("grpc-status-details-bin", _status_details(error, status, request_id)),
+            ("grpc-status-details-bin", to_status(error, request_id).SerializeToString()),
             (FAULT_BODY_KEY, fault_body(error, status, request_id)),
         ),
     )

@@ -9,15 +9,10 @@ services/common/errors.py, using the google.rpc details every service sends.
 from __future__ import annotations
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 
-from services.common.errors import (
-    GRPC_STATUS,
-    FieldViolation,
-    Internal,
-    StratusError,
-    Unavailable,
-)
+from services.common.errors import GRPC_STATUS, Internal, StratusError, Unavailable
+from services.common.status_details import unpack, violations_of
 
 _BY_STATUS = {status: cls for cls, status in reversed(list(GRPC_STATUS.items()))}
 
@@ -31,10 +26,7 @@ def reason_of(error: grpc.RpcError) -> str:
 def from_rpc_error(error: grpc.RpcError, peer: str) -> StratusError:
     code = error.code()
     info, bad_request = _details(error)
-    violations = tuple(
-        FieldViolation(v.field, v.description)
-        for v in (bad_request.field_violations if bad_request else ())
-    )
+    violations = violations_of(bad_request)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and not info:
         return Unavailable(
             f"{peer} is unreachable right now ({error.details()}); try again",
@@ -53,13 +45,4 @@ def _details(error: grpc.RpcError):
     raw = metadata.get("grpc-status-details-bin")
     if not raw:
         return None, None
-    status = status_pb2.Status.FromString(raw)
-    info = bad_request = None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            detail.Unpack(bad_request)
-    return info, bad_request
+    return unpack(status_pb2.Status.FromString(raw))

@@ -7,9 +7,8 @@ together, the claims of a batch cost the statements of one claim: one
 INSERT of the new consumers, one UPDATE of the providers' generations, one
 conditional UPDATE of the inventories, one INSERT of the allocations.
 
-No timer: a batch is whatever arrived while the previous one was being
-written, so a lone claim waits for nobody, and under load batches grow by
-themselves.
+Batches form as in services/common/batching.py: whatever arrived while the
+previous one was being written.
 
 Each claim keeps its own outcome. The batch is first tried whole, as one
 net change in one transaction (allocation_writes.write_all); that is exact
@@ -27,10 +26,9 @@ error, retryable as before.
 
 from __future__ import annotations
 
-import asyncio
-
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common.batching import Batcher
 from services.common.db import Database
 from services.common.errors import StratusError
 from services.placement.allocation_writes import Written, write_all
@@ -47,46 +45,15 @@ class GroupCommit:
     def __init__(self, db: Database, index: ProviderIndex) -> None:
         self._db = db
         self._index = index
-        self._queue: list[tuple[PutAllocations, asyncio.Future]] = []
-        self._writer: asyncio.Task | None = None
+        # One writer: a second transaction would only queue on the write lock.
+        # One claim per consumer per batch: a second (a retry racing its
+        # original) waits for the next.
+        self._batcher: Batcher[PutAllocations, ConsumerAllocations] = Batcher(
+            self._commit, max_batch=MAX_BATCH, distinct=lambda r: r.consumer_uuid
+        )
 
     async def put(self, request: PutAllocations) -> ConsumerAllocations:
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append((request, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_queued())
-        # The claim is written even if this caller goes away (as a claim whose
-        # reply was lost would be); a retry is then answered with it.
-        return await asyncio.shield(future)
-
-    async def _write_queued(self) -> None:
-        while self._queue:
-            batch = self._next_batch()
-            try:
-                outcomes = await self._commit([request for request, _ in batch])
-            except Exception as error:  # the transaction failed, for every claim
-                outcomes = [error] * len(batch)
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
-
-    def _next_batch(self) -> list[tuple[PutAllocations, asyncio.Future]]:
-        """Up to MAX_BATCH queued claims, one per consumer (a second claim for
-        a consumer, such as a retry racing its original, waits for the next)."""
-        batch, later, consumers = [], [], set()
-        for item in self._queue:
-            consumer = item[0].consumer_uuid
-            if len(batch) < MAX_BATCH and consumer not in consumers:
-                consumers.add(consumer)
-                batch.append(item)
-            else:
-                later.append(item)
-        self._queue = later
-        return batch
+        return await self._batcher.submit(request)
 
     async def _commit(self, requests: list[PutAllocations]) -> list[Outcome]:
         """The batch as one net change; if any claim is refused, one by one."""

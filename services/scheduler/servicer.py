@@ -8,6 +8,7 @@ from stratus.scheduler.v1 import scheduler_pb2_grpc
 
 from services.common.context import ADMIN_ROLE, SERVICE_ROLE, current
 from services.common.errors import StratusError
+from services.common.status_details import to_status
 from services.scheduler.request import GroupPolicy, SchedulingRequest, ServerGroup
 from services.scheduler.select import Destination, Scheduler, Selection
 
@@ -37,9 +38,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         outcomes = await self._scheduler.select_many([_request(r) for r in request.requests])
         return pb.BatchSelectDestinationsResponse(
             results=[
-                pb.SelectDestinationsResult(
-                    failure=pb.SelectDestinationsFailure(code=o.code, message=o.message)
-                )
+                pb.SelectDestinationsResult(error=to_status(o))
                 if isinstance(o, StratusError)
                 else pb.SelectDestinationsResult(response=_response(o))
                 for o in outcomes

@@ -9,6 +9,7 @@ import grpc
 import pytest
 from stratus.scheduler.v1 import scheduler_pb2 as pb
 
+from services.common.status_details import from_status
 from tests.placement_client import SERVICE, Placement, new_uuid, reason
 from tests.scheduler_client import SimulatedHosts, scheduler, select, select_request
 
@@ -165,7 +166,9 @@ def test_a_batch_decides_each_request_alone(hosts, stub):
     )
     placed, refused, elsewhere = reply.results
     assert [s.instance_id for s in placed.response.selections] == list(fits.instance_ids)
-    assert refused.failure.code == elsewhere.failure.code == "compute.no_valid_host"
-    assert "removed by availability-zone" in elsewhere.failure.message
+    assert refused.error.code == elsewhere.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert from_status(refused.error).code == from_status(elsewhere.error).code
+    assert from_status(refused.error).code == "compute.no_valid_host"
+    assert "removed by availability-zone" in elsewhere.error.message
     assert all(not hosts.placement.held(i) for i in too_many.instance_ids)
     assert sum(hosts.usage(h).get("VCPU", 0) for h in hosts.hosts) == 3
