@@ -22,6 +22,15 @@ def new_project() -> str:
     return f"project-{uuid.uuid4().hex[:10]}"
 
 
+def batch(consumers: list[str], project: str, **deltas: int) -> pb.BatchClaimRequest:
+    """One BatchClaim request: the same deltas for each consumer."""
+    return pb.BatchClaimRequest(
+        claims=[
+            pb.ClaimRequest(consumer_id=c, project_id=project, deltas=deltas) for c in consumers
+        ]
+    )
+
+
 @dataclass
 class Quota:
     channel: grpc.Channel
@@ -64,6 +73,12 @@ class Quota:
             timeout=30,
         )
         return list(reply.claims)
+
+    def claim_batches(self, batches: list[pb.BatchClaimRequest]) -> list[pb.ClaimBatchResult]:
+        reply = self.stub.ClaimBatches(
+            pb.ClaimBatchesRequest(batches=batches), metadata=self.metadata, timeout=30
+        )
+        return list(reply.results)
 
     def release(self, consumer: str) -> None:
         self.stub.Release(

@@ -1,30 +1,38 @@
 """Claims: usage taken and given back per consumer, never beyond a limit.
 
-One write transaction per claim, or per batch of claims (a multi-create's
-servers: their deltas are summed and checked once):
-  1. the claim row is inserted, keyed by the consumer id. It is the
-     idempotency key: if the consumer holds a claim already, an identical
-     retry is answered with it and anything else is refused. On PostgreSQL a
-     concurrent insert of the same key waits for the first to commit or roll
-     back, so a retry racing its original still counts once;
-  2. each resource's usage row is made to exist, then grows by a conditional
-     UPDATE that matches only while the new total fits the limit. Rows are
-     taken in one order (resource, scope) by every claim and release, so
-     concurrent writers queue on the row locks instead of deadlocking; a
-     waiting UPDATE re-checks its condition against the committed total.
-If any resource does not fit the transaction rolls back: nothing is claimed.
+A claim request is a batch: one consumer (Claim), or several consumers of
+one project and server group that stand or fall together (BatchClaim, a
+multi-create). Requests that arrive together are written in one transaction
+(services/common/batching.py), each keeping its own outcome:
+  1. the claim rows are inserted, keyed by consumer id. That is the
+     idempotency key: a consumer that holds a claim already is answered with
+     it if the request is an identical retry, and refused otherwise. On
+     PostgreSQL a concurrent insert of the same key waits for the first to
+     commit or roll back, so a retry racing its original still counts once;
+  2. the usage rows the new claims touch are made to exist and locked in one
+     order (project, resource, scope), by every claim and release alike, so
+     concurrent writers (other replicas) queue instead of deadlocking. On
+     SQLite the transaction holds the database's one write lock already;
+  3. every new total is checked against its limit; if all fit, the usages
+     grow in one statement.
+The requests of a group are first written as one net change; if any is
+refused (over a limit, a different claim for a held consumer) that
+transaction rolls back and each request is written again in a savepoint of
+its own, so a refused request fails alone and changes nothing.
 A release deletes the claim row (only one release can) and subtracts
-exactly what it recorded.
+exactly what it recorded; releases that arrive together share a transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common.batching import Batcher
 from services.common.db import Database
 from services.common.errors import (
     AlreadyExists,
@@ -32,12 +40,18 @@ from services.common.errors import (
     FieldViolation,
     InvalidArgument,
     QuotaExceeded,
+    StratusError,
+    Unavailable,
 )
-from services.quota.limits import PER_SERVER_GROUP, Limit, read_limits
-from services.quota.models import ClaimRow, UsageRow
+from services.quota.limits import PER_SERVER_GROUP, Limit, read_limits_of
+from services.quota.models import ClaimRow
+from services.quota.usage import Key, add_usage, lock_usage, usage_key
 
 _claims = ClaimRow.__table__
-_usages = UsageRow.__table__
+
+# Consumers per transaction: bounds a transaction's statements and lock time.
+MAX_CLAIMS = 1000
+MAX_RELEASES = 500
 
 
 @dataclass(frozen=True)
@@ -70,36 +84,8 @@ def check_server_group(new: NewClaim) -> None:
         )
 
 
-def _scope(resource: str, server_group_id: str) -> str:
-    return server_group_id if resource == PER_SERVER_GROUP else ""
-
-
-def _from_row(row) -> Claim:
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-    return Claim(
-        consumer_id=row.consumer_id,
-        project_id=row.project_id,
-        deltas=dict(row.amounts),
-        server_group_id=row.server_group_id,
-        created_at=created,
-    )
-
-
-async def _insert_claims(conn: AsyncConnection, rows: list[dict]) -> set[str]:
-    """Insert the claim rows of consumers that hold none; the consumer ids inserted."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    result = await conn.execute(
-        insert(_claims).values(rows).on_conflict_do_nothing().returning(_claims.c.consumer_id)
-    )
-    return set(result.scalars())
-
-
-def check_batch(news: list[NewClaim]) -> NewClaim:
-    """A batch is one project's and one server group's: its usage grows as one claim
-    of the summed deltas (returned), checked against the limits once."""
+def check_batch(news: list[NewClaim]) -> None:
+    """A batch is one project's and one server group's, each consumer once."""
     first = news[0]
     if any(
         (n.project_id, n.server_group_id) != (first.project_id, first.server_group_id) for n in news
@@ -116,12 +102,41 @@ def check_batch(news: list[NewClaim]) -> NewClaim:
             code="stratus.invalid_field",
             field_violations=(FieldViolation("claims", "duplicate consumer_id"),),
         )
-    total: dict[str, int] = {}
     for new in news:
         check_server_group(new)
-        for resource, n in new.deltas.items():
-            total[resource] = total.get(resource, 0) + n
-    return NewClaim(f"batch of {len(news)}", first.project_id, total, first.server_group_id)
+
+
+def _from_row(row) -> Claim:
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    return Claim(
+        consumer_id=row.consumer_id,
+        project_id=row.project_id,
+        deltas=dict(row.amounts),
+        server_group_id=row.server_group_id,
+        created_at=created,
+    )
+
+
+def _claim(new: NewClaim, created_at: datetime) -> Claim:
+    return Claim(
+        consumer_id=new.consumer_id,
+        project_id=new.project_id,
+        deltas=dict(new.deltas),
+        server_group_id=new.server_group_id,
+        created_at=created_at,
+    )
+
+
+async def _insert_claims(conn: AsyncConnection, rows: list[dict]) -> set[str]:
+    """Insert the claim rows of consumers that hold none; the consumer ids inserted."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    result = await conn.execute(
+        insert(_claims).values(rows).on_conflict_do_nothing().returning(_claims.c.consumer_id)
+    )
+    return set(result.scalars())
 
 
 async def _existing_answer(conn: AsyncConnection, new: NewClaim) -> Claim:
@@ -153,153 +168,152 @@ def _describe(deltas: dict[str, int]) -> str:
     return ", ".join(f"{resource} {n}" for resource, n in sorted(deltas.items()))
 
 
-async def _ensure_usage_rows(
-    conn: AsyncConnection, project_id: str, keys: list[tuple[str, str]]
-) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    await conn.execute(
-        insert(_usages).on_conflict_do_nothing(),
-        [{"project_id": project_id, "resource": r, "scope": s, "used": 0} for r, s in keys],
-    )
-
-
-def _usage_row(project_id: str, resource: str, scope: str):
-    return (
-        (_usages.c.project_id == project_id)
-        & (_usages.c.resource == resource)
-        & (_usages.c.scope == scope)
-    )
-
-
-async def _take(
-    conn: AsyncConnection, project_id: str, key: tuple[str, str], n: int, limit: Limit
-) -> bool:
-    """Add n to one usage row if the total stays within the limit; True if it did."""
-    resource, scope = key
-    statement = update(_usages).where(_usage_row(project_id, resource, scope))
-    if limit.value >= 0:
-        statement = statement.where(_usages.c.used + n <= limit.value)
-    result = await conn.execute(statement.values(used=_usages.c.used + n))
-    return result.rowcount == 1
-
-
-async def _exceeded(
-    conn: AsyncConnection,
-    new: NewClaim,
-    keys: list[tuple[str, str]],
-    refused_at: int,
-    limits: dict[str, Limit],
+def _exceeded(
+    refused: list[Key], asked: dict[Key, int], used: dict[Key, int], limits
 ) -> QuotaExceeded:
-    """Every resource of the claim that does not fit, with limit, usage and ask.
-
-    Rows before refused_at already hold this claim's amount (the rollback
-    will undo it); it is taken out so "in use" is what others hold.
-    """
-    rows = await conn.execute(
-        select(_usages.c.resource, _usages.c.scope, _usages.c.used).where(
-            _usages.c.project_id == new.project_id,
-            tuple_(_usages.c.resource, _usages.c.scope).in_(keys),
-        )
-    )
-    used = {(resource, scope): n for resource, scope, n in rows}
+    """Every resource that does not fit, with its limit, usage and ask."""
     texts, violations = [], []
-    for i, key in enumerate(keys):
-        resource, scope = key
-        asked = new.deltas[resource]
-        in_use = used.get(key, 0) - (asked if i < refused_at else 0)
-        limit = limits[resource]
-        # The refused row is reported even if a release since made room:
-        # the claim was refused on what the row held then.
-        if i == refused_at or not limit.allows(in_use, asked):
-            detail = f"limit {limit.value}, in use {in_use}, requested {asked}"
-            label = f"{resource} of server group {scope}" if scope else resource
-            texts.append(f"{label}: {detail}")
-            violations.append(FieldViolation(f"deltas[{resource!r}]", detail))
+    for key in refused:
+        project_id, resource, scope = key
+        limit: Limit = limits[project_id][resource]
+        detail = f"limit {limit.value}, in use {used[key]}, requested {asked[key]}"
+        label = f"{resource} of server group {scope}" if scope else resource
+        texts.append(f"{label}: {detail}")
+        violations.append(FieldViolation(f"deltas[{resource!r}]", detail))
+    projects = ", ".join(sorted({key[0] for key in refused}))
     return QuotaExceeded(
-        f"quota exceeded for {'; for '.join(texts)} (project {new.project_id}); "
+        f"quota exceeded for {'; for '.join(texts)} (project {projects}); "
         "release some, or ask an administrator to raise the limit",
         code="quota.exceeded",
         field_violations=tuple(violations),
     )
 
 
+async def _write(
+    conn: AsyncConnection, batches: list[list[NewClaim]], defaults: dict[str, int]
+) -> list[list[Claim]]:
+    """The batches' claims as one net change, or a StratusError (nothing written
+    once the caller's transaction or savepoint rolls back)."""
+    created_at = datetime.now(UTC)
+    inserted = await _insert_claims(
+        conn,
+        [
+            {
+                "consumer_id": new.consumer_id,
+                "project_id": new.project_id,
+                "server_group_id": new.server_group_id,
+                "amounts": dict(new.deltas),
+                "created_at": created_at,
+            }
+            for batch in batches
+            for new in batch
+        ],
+    )
+    answers: list[list[Claim]] = []
+    asked: dict[Key, int] = {}
+    for batch in batches:
+        answer = []
+        for new in batch:
+            if new.consumer_id not in inserted:
+                # A retry of a claim that took effect is answered, not counted again.
+                answer.append(await _existing_answer(conn, new))
+                continue
+            for resource, n in new.deltas.items():
+                key = usage_key(new.project_id, resource, new.server_group_id)
+                asked[key] = asked.get(key, 0) + n
+            answer.append(_claim(new, created_at))
+        answers.append(answer)
+    if asked:
+        used = await lock_usage(conn, list(asked))
+        limits = await read_limits_of(conn, sorted({key[0] for key in asked}), defaults)
+        refused = [k for k in sorted(asked) if not limits[k[0]][k[1]].allows(used[k], asked[k])]
+        if refused:
+            raise _exceeded(refused, asked, used, limits)
+        await add_usage(conn, asked)
+    return answers
+
+
+def _share_a_consumer(batches: list[list[NewClaim]]) -> bool:
+    consumers = [new.consumer_id for batch in batches for new in batch]
+    return len(set(consumers)) < len(consumers)
+
+
 class Claims:
     def __init__(self, db: Database, defaults: dict[str, int]) -> None:
         self._db = db
         self._defaults = defaults
+        # One writer each: a second transaction would only queue on the write lock.
+        self._claims: Batcher[list[NewClaim], list[Claim]] = Batcher(
+            self._commit, max_batch=MAX_CLAIMS, weight=len
+        )
+        self._releases: Batcher[str, None] = Batcher(self._release_all, max_batch=MAX_RELEASES)
 
     async def claim(self, new: NewClaim) -> Claim:
         return (await self.claim_batch([new]))[0]
 
     async def claim_batch(self, news: list[NewClaim]) -> list[Claim]:
-        """Claims in one transaction, all or nothing (see check_batch); the answers
-        in the order asked."""
+        """Claims of one project and server group, all or nothing; the answers in
+        the order asked."""
         check_batch(news)
-        created_at = datetime.now(UTC)
-        async with self._db.write() as conn:
-            inserted = await _insert_claims(
-                conn,
-                [
-                    {
-                        "consumer_id": new.consumer_id,
-                        "project_id": new.project_id,
-                        "server_group_id": new.server_group_id,
-                        "amounts": dict(new.deltas),
-                        "created_at": created_at,
-                    }
-                    for new in news
-                ],
-            )
-            # Retries of claims that took effect are answered, not counted again.
-            held = {
-                new.consumer_id: await _existing_answer(conn, new)
-                for new in news
-                if new.consumer_id not in inserted
-            }
-            fresh = [new for new in news if new.consumer_id in inserted]
-            if fresh:
-                await self._take_all(conn, check_batch(fresh))
-        return [
-            held.get(new.consumer_id)
-            or Claim(
-                consumer_id=new.consumer_id,
-                project_id=new.project_id,
-                deltas=dict(new.deltas),
-                server_group_id=new.server_group_id,
-                created_at=created_at,
-            )
-            for new in news
-        ]
+        return await self._claims.submit(news)
 
-    async def _take_all(self, conn: AsyncConnection, total: NewClaim) -> None:
-        """Grow usage by every delta of `total`, or raise QuotaExceeded."""
-        keys = sorted((r, _scope(r, total.server_group_id)) for r in total.deltas)
-        limits = await read_limits(conn, total.project_id, self._defaults)
-        await _ensure_usage_rows(conn, total.project_id, keys)
-        for i, key in enumerate(keys):
-            if not await _take(conn, total.project_id, key, total.deltas[key[0]], limits[key[0]]):
-                raise await _exceeded(conn, total, keys, i, limits)
+    async def claim_batches(
+        self, batches: list[list[NewClaim]]
+    ) -> list[list[Claim] | StratusError]:
+        """claim_batch for each batch; each succeeds or fails alone."""
+
+        async def outcome(news: list[NewClaim]) -> list[Claim] | StratusError:
+            try:
+                return await self.claim_batch(news)
+            except StratusError as error:
+                return error
+
+        return list(await asyncio.gather(*(outcome(news) for news in batches)))
+
+    async def _commit(self, batches: list[list[NewClaim]]) -> list[list[Claim] | StratusError]:
+        """Together as one net change; if any batch is refused, each alone."""
+        if len(batches) == 1:
+            try:
+                async with self._db.write() as conn:
+                    return await _write(conn, batches, self._defaults)
+            except StratusError as refused:
+                return [refused]
+        if not _share_a_consumer(batches):
+            try:
+                async with self._db.write() as conn:
+                    return await _write(conn, batches, self._defaults)
+            except Unavailable:
+                raise
+            except StratusError:
+                pass  # someone's refusal: find whose below
+        outcomes: list[list[Claim] | StratusError] = []
+        async with self._db.write() as conn:
+            for news in batches:
+                try:
+                    async with conn.begin_nested():
+                        [answer] = await _write(conn, [news], self._defaults)
+                    outcomes.append(answer)
+                except StratusError as refused:
+                    outcomes.append(refused)
+        return outcomes
 
     async def release(self, consumer_id: str) -> None:
         """Give back what the consumer claimed. No claim: already released."""
+        await self._releases.submit(consumer_id)
+
+    async def _release_all(self, consumer_ids: list[str]) -> list[None]:
         async with self._db.write() as conn:
-            released = (
-                await conn.execute(
-                    delete(_claims)
-                    .where(_claims.c.consumer_id == consumer_id)
-                    .returning(_claims.c.project_id, _claims.c.server_group_id, _claims.c.amounts)
-                )
-            ).first()
-            if released is None:
-                return
-            project_id, server_group_id, amounts = released
-            for resource, n in sorted(amounts.items()):
-                scope = _scope(resource, server_group_id)
-                await conn.execute(
-                    update(_usages)
-                    .where(_usage_row(project_id, resource, scope))
-                    .values(used=_usages.c.used - n)
-                )
+            released = await conn.execute(
+                delete(_claims)
+                .where(_claims.c.consumer_id.in_(set(consumer_ids)))
+                .returning(_claims.c.project_id, _claims.c.server_group_id, _claims.c.amounts)
+            )
+            given_back: dict[Key, int] = {}
+            for project_id, server_group_id, amounts in released:
+                for resource, n in amounts.items():
+                    key = usage_key(project_id, resource, server_group_id)
+                    given_back[key] = given_back.get(key, 0) - n
+            if given_back:
+                await lock_usage(conn, list(given_back))
+                await add_usage(conn, given_back)
+        return [None] * len(consumer_ids)

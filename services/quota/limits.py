@@ -60,15 +60,29 @@ async def read_limits(
     conn: AsyncConnection, project_id: str, defaults: dict[str, int]
 ) -> dict[str, Limit]:
     """Every resource's limit in the project: the one set for it, else the default."""
+    return (await read_limits_of(conn, [project_id], defaults))[project_id]
+
+
+async def read_limits_of(
+    conn: AsyncConnection, project_ids: list[str], defaults: dict[str, int]
+) -> dict[str, dict[str, Limit]]:
+    """read_limits for several projects in one query."""
     rows = await conn.execute(
-        select(_limits.c.resource, _limits.c.hard_limit).where(_limits.c.project_id == project_id)
+        select(_limits.c.project_id, _limits.c.resource, _limits.c.hard_limit).where(
+            _limits.c.project_id.in_(project_ids)
+        )
     )
-    set_for_project = dict(rows.all())
+    set_for: dict[str, dict[str, int]] = {}
+    for project_id, resource, value in rows:
+        set_for.setdefault(project_id, {})[resource] = value
     return {
-        resource: Limit(set_for_project[resource], False)
-        if resource in set_for_project
-        else Limit(defaults[resource], True)
-        for resource in RESOURCES
+        project_id: {
+            resource: Limit(set_for[project_id][resource], False)
+            if resource in set_for.get(project_id, {})
+            else Limit(defaults[resource], True)
+            for resource in RESOURCES
+        }
+        for project_id in project_ids
     }
 
 

@@ -7,6 +7,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from stratus.quota.v1 import quota_pb2, quota_pb2_grpc
 
 from services.common.context import current
+from services.common.errors import StratusError
+from services.common.status_details import to_status
 from services.quota.claims import Claim, Claims, NewClaim
 from services.quota.limits import Limits, ProjectQuota
 from services.quota.servicers.policy import require_operator, require_project_reader
@@ -58,6 +60,22 @@ class QuotaServicer(quota_pb2_grpc.QuotaServiceServicer):
         require_operator("claiming quota")
         claims = await self._claims.claim_batch([_new_claim(c) for c in request.claims])
         return quota_pb2.BatchClaimResponse(claims=[claim_to_proto(c) for c in claims])
+
+    async def ClaimBatches(self, request, context):
+        require_operator("claiming quota")
+        outcomes = await self._claims.claim_batches(
+            [[_new_claim(c) for c in batch.claims] for batch in request.batches]
+        )
+        return quota_pb2.ClaimBatchesResponse(
+            results=[
+                quota_pb2.ClaimBatchResult(error=to_status(outcome))
+                if isinstance(outcome, StratusError)
+                else quota_pb2.ClaimBatchResult(
+                    claimed=quota_pb2.BatchClaimResponse(claims=map(claim_to_proto, outcome))
+                )
+                for outcome in outcomes
+            ]
+        )
 
     async def Release(self, request, context):
         require_operator("releasing quota")
