@@ -39,6 +39,7 @@ from services.api_gateway.key_pairs import KeyPairs
 from services.api_gateway.operations import Operations
 from services.api_gateway.peers import Agents, Placement, Quota, Scheduler
 from services.api_gateway.reconciler import Reconciler
+from services.api_gateway.record_writer import RecordWriter
 from services.api_gateway.server_groups import ServerGroups
 from services.api_gateway.servers import ServerRecords
 from services.api_gateway.servicers.flavors import FlavorServicer
@@ -127,9 +128,12 @@ class ApiGatewayApp:
         records = ServerRecords(db)
         key_pairs = KeyPairs(db, peers.quota)
         groups = ServerGroups(db, records, peers.quota)
+        flavors = Flavors(db)  # one instance: a delete here is seen by creates at once
+        writer = RecordWriter(db)
         builder = Builder(
             records,
-            Flavors(db),
+            writer,
+            flavors,
             key_pairs,
             groups,
             peers,
@@ -137,7 +141,7 @@ class ApiGatewayApp:
             self._background,
             self._settings.scheduling_concurrency,
         )
-        operations = Operations(records, peers, self.liveness, self._background)
+        operations = Operations(records, writer, peers, self.liveness, self._background)
         self.reconciler = Reconciler(
             records,
             builder,
@@ -149,7 +153,7 @@ class ApiGatewayApp:
             self._settings.stuck_after_s,
             self._settings.reconcile_hosts_per_pass,
         )
-        flavors_pb2_grpc.add_FlavorServiceServicer_to_server(FlavorServicer(Flavors(db)), server)
+        flavors_pb2_grpc.add_FlavorServiceServicer_to_server(FlavorServicer(flavors), server)
         servers_pb2_grpc.add_ServerServiceServicer_to_server(
             ServerServicer(records, builder, operations), server
         )

@@ -1,12 +1,15 @@
-"""Creating servers: quota, record, schedule, spawn — the life of a server, steps 2-4.
+"""Creating servers: record, quota, schedule, spawn — the life of a server, steps 2-4.
 
-The request is answered once quota is claimed and the records exist (BUILD,
-task_state "scheduling"); the rest runs in the background. Each step stores
-its task state first, and every call it makes is idempotent on the server id
-(quota claims, placement claims, spawns), so repeating a step never counts
-twice. A spawn that fails moves the placement claim to the next alternate
-the scheduler gave, up to max_build_attempts hosts, then the server goes to
-ERROR with a fault that says what happened on each host.
+The request is answered once the records exist and quota is claimed (BUILD,
+task_state "scheduling"; see admission.py); the rest runs in the background.
+Each step stores its task state first, and every call it makes is
+idempotent on the server id (quota claims, placement claims, spawns), so
+repeating a step never counts twice. A spawn that fails moves the placement
+claim to the next alternate the scheduler gave, up to max_build_attempts
+hosts, then the server goes to ERROR with a fault that says what happened on
+each host. Builds running at once share their scheduler calls and their
+record writes (record_writer.py): at a few hundred boots a second those,
+not the per-server work, were the cost.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from stratus.hostagent.v1 import hostagent_pb2 as agent_pb
 from stratus.placement.v1 import allocations_pb2 as alloc_pb
 from stratus.scheduler.v1 import scheduler_pb2 as sched_pb
 
+from services.api_gateway.admission import Admission, quota_claim
 from services.api_gateway.flavors import Flavor, Flavors
 from services.api_gateway.key_pairs import KeyPairs
 from services.api_gateway.models import ServerRow
 from services.api_gateway.peers import Agents, Placement, Quota, Scheduler
+from services.api_gateway.record_writer import RecordWriter, Transition
 from services.api_gateway.server_groups import ServerGroups
 from services.api_gateway.servers import (
     ACTIVE,
@@ -77,6 +82,7 @@ class Builder:
     def __init__(
         self,
         records: ServerRecords,
+        writer: RecordWriter,
         flavors: Flavors,
         key_pairs: KeyPairs,
         groups: ServerGroups,
@@ -86,6 +92,8 @@ class Builder:
         scheduling_concurrency: int,
     ) -> None:
         self._records = records
+        self._writer = writer
+        self._admission = Admission(records, writer, peers.quota)
         self._flavors = flavors
         self._key_pairs = key_pairs
         self._groups = groups
@@ -130,59 +138,16 @@ class Builder:
             _record(ctx, new, flavor, policy, server_id, _name(new.name, i, len(ids)), at)
             for i, server_id in enumerate(ids)
         ]
-        # Recorded first (task "quota"), then quota: a crash in between leaves records
-        # the reconciler finishes, never a quota claim nobody knows about.
-        await self._records.add(rows, ctx)
-        claimed = await self._claim_quota(ctx, new, rows)
-        rows = [row for row in rows if row.id in claimed]
-        for row in rows:
-            row.task_state = "scheduling"
-        self._background(self._build(rows))
-        return rows
-
-    async def _claim_quota(
-        self, ctx: RequestContext, new: NewServer, rows: list[ServerRow]
-    ) -> set[str]:
-        """Claim quota for every server in one call; when that is refused and fewer
-        would do (min_count < max_count), server by server up to what fits. Fewer
-        than min_count keep none.
-
-        Records that got no quota are removed: the caller never saw them."""
-        refusal: QuotaExceeded | None = None
-        try:
-            await self._peers.quota.claim_batch([_quota_claim(row) for row in rows])
-            claimed = [row.id for row in rows]
-        except QuotaExceeded:
-            if new.min_count >= len(rows):
-                await self._records.remove([row.id for row in rows])
-                raise
-            claimed, refusal = await self._claim_while_it_fits(rows)
-        if len(claimed) < new.min_count:
-            for server_id in claimed:
-                await self._peers.quota.release(server_id)
-            await self._records.remove([row.id for row in rows])
-            assert refusal is not None
-            raise refusal
-        await self._records.remove([row.id for row in rows if row.id not in claimed])
-        await self._records.update_all_if(claimed, "quota", task_state="scheduling")
-        return set(claimed)
-
-    async def _claim_while_it_fits(
-        self, rows: list[ServerRow]
-    ) -> tuple[list[str], QuotaExceeded | None]:
-        claimed: list[str] = []
-        for row in rows:
-            try:
-                await self._peers.quota.claim(*_quota_claim(row))
-            except QuotaExceeded as exc:
-                return claimed, exc
-            claimed.append(row.id)
-        return claimed, None
+        admitted = await self._admission.admit(ctx, rows, new.min_count)
+        if isinstance(admitted, StratusError):
+            raise admitted
+        self._background(self._build(admitted))
+        return admitted
 
     async def resume_quota(self, row: ServerRow) -> None:
         """A create cut short between its records and its quota claims: finish it."""
         try:  # idempotent: a claim that took effect is answered
-            await self._peers.quota.claim(*_quota_claim(row))
+            await self._peers.quota.claim(*quota_claim(row))
         except QuotaExceeded as exc:
             await self._fail(row, exc.code, exc.message)
             return
@@ -215,8 +180,7 @@ class Builder:
         try:
             reply = await self._scheduling.submit(_select_request(rows))
         except StratusError as exc:
-            for row in rows:
-                await self._fail(row, exc.code, exc.message)
+            await asyncio.gather(*(self._fail(row, exc.code, exc.message) for row in rows))
             return
         by_id = {row.id: row for row in rows}
         await asyncio.gather(
@@ -245,14 +209,18 @@ class Builder:
         for attempt, destination in enumerate(destinations):
             if attempt and not await self._move_claim(row, destination, tried):
                 continue
-            moved_on = await self._records.update_if(
-                row.id,
-                "spawning" if attempt else expected,
-                task_state="spawning",
-                host=destination.host,
-                host_address=destination.address,
-                provider_uuid=destination.resource_provider_uuid,
-                alternates=[_alternate(a) for a in destinations[attempt + 1 :]],
+            moved_on = await self._writer.move(
+                Transition(
+                    row.id,
+                    "spawning" if attempt else expected,
+                    dict(
+                        task_state="spawning",
+                        host=destination.host,
+                        host_address=destination.address,
+                        provider_uuid=destination.resource_provider_uuid,
+                        alternates=[_alternate(a) for a in destinations[attempt + 1 :]],
+                    ),
+                )
             )
             if not moved_on:  # deleted meanwhile: give back what the scheduler claimed
                 await self._peers.placement.release(row.id)
@@ -266,14 +234,13 @@ class Builder:
                 log.warning("spawn of %s on %s failed: %s", row.id, destination.host, exc.message)
                 await self._clean_up(row, destination)
                 continue
-            settled = await self._records.finish_if(
-                row.id,
-                "spawning",
-                "create",
-                f"on {destination.host}",
-                status=ACTIVE,
-                task_state="",
-                power_state=power_name(server.power_state),
+            settled = await self._writer.move(
+                Transition(
+                    row.id,
+                    "spawning",
+                    dict(status=ACTIVE, task_state="", power_state=power_name(server.power_state)),
+                    close=("create", "success", f"on {destination.host}"),
+                )
             )
             if not settled:  # deleted while spawning: the delete may have missed what we just made
                 await self._clean_up(row, destination)
@@ -309,23 +276,15 @@ class Builder:
             log.warning("cleaning up %s on %s failed: %s", row.id, destination.host, exc.message)
 
     async def _fail(self, row: ServerRow, code: str, message: str) -> None:
-        await self._records.update(
-            row.id,
-            status=ERROR,
-            task_state="",
-            fault_code=code,
-            fault_message=message,
-            fault_time=now(),
+        fault = dict(fault_code=code, fault_message=message, fault_time=now())
+        await self._writer.move(
+            Transition(
+                row.id,
+                None,
+                dict(status=ERROR, task_state="", **fault),
+                close=("create", "error", message),
+            )
         )
-        await self._records.finish_action(row.id, "create", "error", message)
-
-
-def _quota_claim(row: ServerRow) -> tuple[str, str, dict[str, int], str]:
-    """What a server claims: (consumer, project, deltas, server group)."""
-    deltas = {"instances": 1, "cores": row.vcpus, "ram_mb": row.ram_mb}
-    if row.server_group_id:
-        deltas["server_group_members"] = 1
-    return row.id, row.project_id, deltas, row.server_group_id or ""
 
 
 def _name(name: str, index: int, count: int) -> str:

@@ -9,6 +9,7 @@ constraint decides a race between two creates of the same name.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,8 @@ from services.common.errors import AlreadyExists, FieldViolation, InvalidArgumen
 
 _flavors = FlavorRow.__table__
 
+# How long a flavor found by find() is used without reading it again.
+FOUND_TTL_S = 2.0
 TRAIT_PREFIX = "trait:"
 # "resources:CUSTOM_BAREMETAL_GOLD": "1" asks placement for that class too;
 # "resources:VCPU": "0" drops a standard one (a whole bare-metal machine has
@@ -128,6 +131,7 @@ def _from_row(row) -> Flavor:
 class Flavors:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._found: dict[str, tuple[float, Flavor]] = {}  # id or name -> (until, flavor)
 
     async def create(self, ctx: RequestContext, new: NewFlavor) -> Flavor:
         ctx.require_admin("creating a flavor")
@@ -160,20 +164,32 @@ class Flavors:
         return _from_row(row)
 
     async def find(self, ctx: RequestContext, id_or_name: str) -> Flavor:
-        """A flavor by id or, failing that, by name (what users type)."""
-        # A read connection: every create asks, and on SQLite an ORM transaction
-        # would queue behind this process's writers (db.transaction takes their lock).
+        """A flavor by id or, failing that, by name (what users type).
+
+        Every create asks, and a read transaction costs more than the rest of
+        admitting a server, so flavors found are remembered for FOUND_TTL_S.
+        Flavors never change; a deleted one may still be used for that long
+        by a replica other than the one that deleted it."""
+        found = self._found.get(id_or_name)
+        if found is None or found[0] < time.monotonic():
+            found = (time.monotonic() + FOUND_TTL_S, await self._read(id_or_name))
+            if found[1] is not None:
+                self._found[id_or_name] = found
+        flavor = found[1]
+        if flavor is None or not (flavor.is_public or ctx.is_admin):
+            raise NotFound(
+                f"flavor {id_or_name!r} does not exist; `GET /v1/flavors` lists them",
+                code="compute.flavor_not_found",
+            )
+        return flavor
+
+    async def _read(self, id_or_name: str) -> Flavor | None:
         async with self._db.read() as conn:
             row = (await conn.execute(select(_flavors).where(_flavors.c.id == id_or_name))).first()
             if row is None:
                 by_name = select(_flavors).where(_flavors.c.name == id_or_name)
                 row = (await conn.execute(by_name)).first()
-        if row is None or not (row.is_public or ctx.is_admin):
-            raise NotFound(
-                f"flavor {id_or_name!r} does not exist; `GET /v1/flavors` lists them",
-                code="compute.flavor_not_found",
-            )
-        return _from_row(row)
+        return _from_row(row) if row is not None else None
 
     async def list(
         self, ctx: RequestContext, page_size: int, page_token: str
@@ -196,5 +212,6 @@ class Flavors:
         ctx.require_admin("deleting a flavor")
         async with self._db.transaction() as session:
             result = await session.execute(delete(FlavorRow).where(FlavorRow.id == flavor_id))
+        self._found.clear()
         if result.rowcount == 0:
             raise NotFound(f"flavor {flavor_id} does not exist", code="compute.flavor_not_found")

@@ -14,6 +14,7 @@ import logging
 
 from services.api_gateway.build import Peers
 from services.api_gateway.models import ServerRow
+from services.api_gateway.record_writer import RecordWriter, Transition
 from services.api_gateway.servers import (
     ACTIVE,
     DELETED,
@@ -36,9 +37,15 @@ _STATUS_FOR_POWER = {"RUNNING": ACTIVE, "SHUTDOWN": SHUTOFF, "CRASHED": SHUTOFF,
 
 class Operations:
     def __init__(
-        self, records: ServerRecords, peers: Peers, liveness: HostLiveness, background
+        self,
+        records: ServerRecords,
+        writer: RecordWriter,
+        peers: Peers,
+        liveness: HostLiveness,
+        background,
     ) -> None:
         self._records = records
+        self._writer = writer
         self._peers = peers
         self._liveness = liveness
         self._background = background
@@ -114,9 +121,11 @@ class Operations:
     async def delete(self, ctx: RequestContext, server_id: str) -> ServerRow:
         row = await self._records.get(ctx, server_id)
         # A delete may interrupt a build or an action; a second delete changes nothing.
-        if await self._records.begin_delete(ctx, row.id):
-            self._background(self._delete(row))
-        return await self._records.get(ctx, server_id)
+        if not await self._records.begin_delete(ctx, row.id):
+            return await self._records.get(ctx, server_id)
+        self._background(self._delete(row))
+        row.task_state, row.updated_at = "deleting", now()
+        return row
 
     async def _delete(self, row: ServerRow) -> None:
         current = await self._records.load(row.id) or row
@@ -134,10 +143,14 @@ class Operations:
         # Each release is idempotent, so a retried delete never gives back twice.
         await self._peers.placement.release(row.id)
         await self._peers.quota.release(row.id)
-        await self._records.update(
-            row.id, status=DELETED, task_state="", power_state="NOSTATE", deleted_at=now()
+        await self._writer.move(
+            Transition(
+                row.id,
+                None,
+                dict(status=DELETED, task_state="", power_state="NOSTATE", deleted_at=now()),
+                close=("delete", "success", message),
+            )
         )
-        await self._records.finish_action(row.id, "delete", "success", message)
 
     async def resume_delete(self, row: ServerRow) -> None:
         await self._delete(row)  # every step is idempotent

@@ -56,23 +56,32 @@ class Quota:
             ),
         )
 
-    async def claim_batch(self, claims: list[tuple[str, str, dict[str, int], str]]) -> None:
-        """(consumer, project, deltas, server group) each, all or nothing, in one call."""
-        await _call(
+    async def claim_batches(
+        self, batches: list[list[tuple[str, str, dict[str, int], str]]]
+    ) -> list[StratusError | None]:
+        """claim_batch for each batch in one call: None where it claimed, else the
+        error quota gave that batch alone."""
+        reply = await _call(
             "quota",
-            self._stub.BatchClaim,
-            quota_pb2.BatchClaimRequest(
-                claims=[
-                    quota_pb2.ClaimRequest(
-                        consumer_id=consumer,
-                        project_id=project,
-                        deltas=deltas,
-                        server_group_id=group,
+            self._stub.ClaimBatches,
+            quota_pb2.ClaimBatchesRequest(
+                batches=[
+                    quota_pb2.BatchClaimRequest(
+                        claims=[
+                            quota_pb2.ClaimRequest(
+                                consumer_id=consumer,
+                                project_id=project,
+                                deltas=deltas,
+                                server_group_id=group,
+                            )
+                            for consumer, project, deltas, group in batch
+                        ]
                     )
-                    for consumer, project, deltas, group in claims
+                    for batch in batches
                 ]
             ),
         )
+        return [from_status(r.error) if r.HasField("error") else None for r in reply.results]
 
     async def release(self, consumer: str) -> None:
         await _call("quota", self._stub.Release, quota_pb2.ReleaseRequest(consumer_id=consumer))

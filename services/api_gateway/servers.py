@@ -73,12 +73,6 @@ class ServerRecords:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def add(self, rows: list[ServerRow], ctx: RequestContext) -> None:
-        async with self._db.transaction() as session:
-            session.add_all(rows)
-            for row in rows:
-                session.add(_action_row(row.id, "create", ctx, row.created_at))
-
     async def remove(self, server_ids: list[str]) -> None:
         """Forget records the caller never saw (a create refused by quota)."""
         if not server_ids:
@@ -197,7 +191,7 @@ class ServerRecords:
             )
             if moved.rowcount == 1:
                 await conn.execute(
-                    _actions.insert().values(**_action_values(server.id, action, ctx, now()))
+                    _actions.insert().values(**action_values(server.id, action, ctx, now()))
                 )
                 return
         current = await self.load(server.id)
@@ -234,22 +228,6 @@ class ServerRecords:
                 .values(updated_at=now(), **fields)
             )
 
-    async def finish_if(
-        self, server_id: str, expected_task: str, action: str, message: str, **fields: Any
-    ) -> bool:
-        """update_if and, if it took effect, close the action as a success: one
-        transaction, so the record and its action history never disagree."""
-        async with self._db.write() as conn:
-            moved = await conn.execute(
-                update(_servers)
-                .where(_servers.c.id == server_id, _servers.c.task_state == expected_task)
-                .values(updated_at=now(), **fields)
-            )
-            if moved.rowcount != 1:
-                return False
-            await _close_action(conn, server_id, action, "success", message)
-            return True
-
     async def begin_delete(self, ctx: RequestContext, server_id: str) -> bool:
         """Mark the server deleting, whatever it was doing; False if it is already."""
         async with self._db.write() as conn:
@@ -272,7 +250,7 @@ class ServerRecords:
                 .values(result="error", message="interrupted by a delete", finish_time=at)
             )
             await conn.execute(
-                _actions.insert().values(**_action_values(server_id, "delete", ctx, at))
+                _actions.insert().values(**action_values(server_id, "delete", ctx, at))
             )
             return True
 
@@ -340,7 +318,7 @@ async def _close_action(
         )
 
 
-def _action_values(server_id: str, action: str, ctx: RequestContext, at: datetime) -> dict:
+def action_values(server_id: str, action: str, ctx: RequestContext, at: datetime) -> dict:
     return dict(
         server_id=server_id,
         action=action,
@@ -352,7 +330,3 @@ def _action_values(server_id: str, action: str, ctx: RequestContext, at: datetim
         result="in-progress",
         message="",
     )
-
-
-def _action_row(server_id: str, action: str, ctx: RequestContext, at: datetime) -> ServerActionRow:
-    return ServerActionRow(**_action_values(server_id, action, ctx, at))

@@ -226,7 +226,7 @@ class Scheduler:
         try:
             for instance_id in request.instance_ids:
                 placing = Placing(request, instance_id, group_providers)
-                ranked, tally = self._rank(placing, pool.hosts)
+                ranked, tally = self._rank_window(placing, pool.hosts)
                 if not ranked and not pool.complete:
                     # The sample left too few: read every candidate before saying no.
                     await self._read_all(pool, live, pending + picks)
@@ -337,6 +337,20 @@ class Scheduler:
         answer = await self._placement.candidates(request, limit)
         complete = not limit or len(answer.allocation_requests) < limit
         return host_states(answer, live), complete
+
+    def _rank_window(
+        self, placing: Placing, hosts: list[HostState]
+    ) -> tuple[list[HostState], Tally]:
+        """_rank over a random window of the pool, or the whole pool if the window
+        keeps no host. A batch of B instances shares a pool of 2B hosts or more:
+        ranking all of it for each instance cost B x 2B checks (4 s of CPU for a
+        batch of 200 here), for no better choice than the best of a few dozen."""
+        size = self._config.candidate_sample_size
+        if len(hosts) > size:
+            ranked, tally = self._rank(placing, self._rng.sample(hosts, size))
+            if ranked:
+                return ranked, tally
+        return self._rank(placing, hosts)
 
     def _rank(self, placing: Placing, hosts: list[HostState]) -> tuple[list[HostState], Tally]:
         """The hosts the filters keep, the chosen one first, then the rest in rank order."""

@@ -1,0 +1,153 @@
+"""The build's record writes, group-committed.
+
+Every server a build touches moves through a few record writes: created,
+claimed, spawning on a host, ACTIVE (or ERROR). One transaction per write
+and server cost more than everything else api_gateway does for a boot, so
+writes that arrive together share one transaction
+(services/common/batching.py), one statement per kind of write:
+
+- `add` inserts the records and their create actions of several creates
+  (batched by the caller, services/api_gateway/admission.py);
+- `move` applies transitions: each changes a server's fields only while its
+  task state is still the one expected (a delete may have taken it over
+  meanwhile), and may close its newest open action of a kind. Its outcome
+  says whether the server moved.
+
+The conditions are checked against rows locked for the transaction (SQLite's
+write lock, PostgreSQL's FOR UPDATE), so a concurrent delete either comes
+before a transition, which then does not apply, or after it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, inspect, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api_gateway.models import ServerActionRow, ServerRow
+from services.api_gateway.servers import action_values, now
+from services.common.batching import Batcher
+from services.common.context import RequestContext
+from services.common.db import Database
+
+_servers = ServerRow.__table__
+_actions = ServerActionRow.__table__
+# ORM attribute -> column name (metadata_ is the "metadata" column).
+_COLUMNS = {a.key: a.columns[0].name for a in inspect(ServerRow).column_attrs}
+# Rows per transaction: bounds a transaction's statements and lock time.
+MAX_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Transition:
+    server_id: str
+    expected_task: str | None  # None: whatever the server is doing
+    fields: dict[str, Any]
+    # (action, result, message): close the newest open action of that kind.
+    close: tuple[str, str, str] | None = None
+
+
+@dataclass(frozen=True)
+class NewRecords:
+    ctx: RequestContext
+    rows: list[ServerRow]
+
+
+def _row_values(row: ServerRow) -> dict[str, Any]:
+    return {column: getattr(row, attr) for attr, column in _COLUMNS.items()}
+
+
+async def _add(conn: AsyncConnection, creates: list[NewRecords]) -> None:
+    rows = [row for create in creates for row in create.rows]
+    await conn.execute(insert(_servers), [_row_values(row) for row in rows])
+    await conn.execute(
+        insert(_actions),
+        [
+            action_values(row.id, "create", create.ctx, row.created_at)
+            for create in creates
+            for row in create.rows
+        ],
+    )
+
+
+async def _move(conn: AsyncConnection, transitions: list[Transition]) -> list[bool]:
+    ids = {t.server_id for t in transitions}
+    current = dict(
+        (
+            await conn.execute(
+                select(_servers.c.id, _servers.c.task_state)
+                .where(_servers.c.id.in_(ids))
+                .with_for_update()
+            )
+        ).all()
+    )
+    moved: list[bool] = []
+    by_fields: dict[tuple[str, ...], list[dict]] = defaultdict(list)
+    closes: list[dict] = []
+    at = now()
+    for t in transitions:
+        task = current.get(t.server_id)
+        ok = task is not None and (t.expected_task is None or task == t.expected_task)
+        moved.append(ok)
+        if not ok:
+            continue
+        # Later transitions of the same server in this batch see this one.
+        current[t.server_id] = t.fields.get("task_state", task)
+        values = {f"v_{name}": value for name, value in t.fields.items()}
+        by_fields[tuple(sorted(t.fields))].append({"v_id": t.server_id, **values})
+        if t.close:
+            action, result, message = t.close
+            closes.append(
+                {"c_id": t.server_id, "c_action": action, "c_result": result, "c_message": message}
+            )
+    for names, params in by_fields.items():
+        await conn.execute(_update_statement(names, at), params)
+    if closes:
+        await conn.execute(_close_statement(at), closes)
+    return moved
+
+
+def _update_statement(names: tuple[str, ...], at: datetime):
+    return (
+        update(_servers)
+        .where(_servers.c.id == bindparam("v_id"))
+        .values(updated_at=at, **{_COLUMNS[n]: bindparam(f"v_{n}") for n in names})
+    )
+
+
+def _close_statement(at: datetime):
+    # Only the create action is ever closed here, and a server has one open at most.
+    return (
+        update(_actions)
+        .where(
+            _actions.c.server_id == bindparam("c_id"),
+            _actions.c.action == bindparam("c_action"),
+            _actions.c.result == "in-progress",
+        )
+        .values(result=bindparam("c_result"), message=bindparam("c_message"), finish_time=at)
+    )
+
+
+class RecordWriter:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        # One writer: a second transaction would only queue on the write lock.
+        self._moves: Batcher[Transition, bool] = Batcher(self._move_all, max_batch=MAX_BATCH)
+
+    async def add(self, creates: list[NewRecords]) -> None:
+        """Insert the records and their create actions, in one transaction (the
+        caller batches creates already: services/api_gateway/admission.py)."""
+        async with self._db.write() as conn:
+            await _add(conn, creates)
+
+    async def _move_all(self, transitions: list[Transition]) -> list[bool]:
+        async with self._db.write() as conn:
+            return await _move(conn, transitions)
+
+    async def move(self, transition: Transition) -> bool:
+        """Apply the transition; False if the server was not in the expected task."""
+        return await self._moves.submit(transition)
