@@ -17,51 +17,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import sys
 import time
 from pathlib import Path
 
-import httpx
-
-from bench.boot import until_none
+from bench.edge import CpuMeter, EdgeClient, until_none
 from bench.mesh import BenchMesh
 from bench.placement import RESULTS, percentile
 
-TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 READS = {
     "list servers": lambda ids, i: "/v1/servers",
     "get server": lambda ids, i: f"/v1/servers/{ids[i % len(ids)]}",
     "list flavors": lambda ids, i: "/v1/flavors",
 }
-CLIENT = "bench client"
 
 
-def cpu_ms(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * TICK_MS
-
-
-def own_cpu_ms() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return (usage.ru_utime + usage.ru_stime) * 1000
-
-
-async def boot(http: httpx.AsyncClient, count: int) -> list[str]:
+async def boot(http: EdgeClient, count: int) -> list[str]:
     ids: list[str] = []
     while len(ids) < count:
         n = min(100, count - len(ids))
         reply = await http.post(
             "/v1/servers",
-            json={
+            {
                 "server": {"name": "read", "flavor": "m1.tiny", "image_ref": "cirros"},
                 "min_count": n,
                 "max_count": n,
             },
         )
-        reply.raise_for_status()
-        ids += [s["id"] for s in reply.json()["servers"]]
+        ids += [s["id"] for s in reply["servers"]]
     await until_none(http, 600, status="BUILD")
     return ids
 
@@ -74,40 +57,37 @@ async def measure_read(
     stop_at = 0.0
 
     async def client(index: int) -> None:
-        async with httpx.AsyncClient(
-            base_url=mesh.rest_url,
-            headers={"authorization": f"Bearer {token}"},
-            limits=httpx.Limits(max_connections=1),
-            timeout=30,
-        ) as http:
+        http = EdgeClient(mesh.rest_url, token)
+        try:
             await http.get(path_of(ids, index))  # connect before the clock starts
             await ready.wait()
             i = index
             while time.perf_counter() < stop_at:
                 started = time.perf_counter()
-                reply = await http.get(path_of(ids, i))
+                await http.get(path_of(ids, i))
                 latencies.append((time.perf_counter() - started) * 1000)
-                reply.raise_for_status()
                 i += clients
+        finally:
+            await http.close()
 
     ready = asyncio.Event()
     tasks = [asyncio.create_task(client(i)) for i in range(clients)]
     await asyncio.sleep(1.0)
-    pids = mesh.pids()
-    before = {p: cpu_ms(pid) for p, pid in pids.items()} | {CLIENT: own_cpu_ms()}
+    cpu = CpuMeter({name: [pid] for name, pid in mesh.pids().items()})
+    cpu.start()
     started = time.perf_counter()
     stop_at = started + seconds
     ready.set()
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - started
-    after = {p: cpu_ms(pid) for p, pid in pids.items()} | {CLIENT: own_cpu_ms()}
+    spent = cpu.stop()
     requests = len(latencies)
     return {
         "read": name,
         "requests_per_s": requests / elapsed,
         "p50": percentile(latencies, 0.5),
         "p99": percentile(latencies, 0.99),
-        "cpu_ms": {p: (after[p] - before[p]) / requests for p in before},
+        "cpu_ms": {p: ms / requests for p, ms in spent.items()},
     }
 
 
@@ -116,10 +96,11 @@ async def measure(database: str, servers: int, clients: int, seconds: float) -> 
     await asyncio.to_thread(mesh.start)
     try:
         token = mesh.token(project="reader", user="reader", roles=["member"])
-        async with httpx.AsyncClient(
-            base_url=mesh.rest_url, headers={"authorization": f"Bearer {token}"}, timeout=120
-        ) as http:
+        http = EdgeClient(mesh.rest_url, token)
+        try:
             ids = await boot(http, servers)
+        finally:
+            await http.close()
         rows = []
         for name in READS:
             row = await measure_read(mesh, token, name, ids, clients, seconds)

@@ -31,15 +31,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import sys
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-import httpx
-
+from bench.edge import CpuMeter, EdgeClient, all_servers, until_none
 from bench.mesh import BenchMesh
 from bench.placement import RESULTS, percentile
 from bench.spans import SpanLogs
@@ -79,24 +77,20 @@ class Client:
 
     def __init__(self, mesh: BenchMesh, index: int, tag: str) -> None:
         token = mesh.token(project=f"bench-{tag}-{index}", user=f"u{index}", roles=["member"])
-        self.http = httpx.AsyncClient(
-            base_url=mesh.rest_url,
-            headers={"authorization": f"Bearer {token}"},
-            timeout=120,
-            limits=httpx.Limits(max_connections=1),
-        )
+        self.http = EdgeClient(mesh.rest_url, token)
         self.latencies: list[float] = []
         self.ids: list[str] = []
 
-    async def create(self, variant: Variant, count: int) -> None:
-        groups: list[str] = []
-        if variant.group_size:
-            for _ in range(-(-count // variant.group_size)):
-                reply = await self.http.post(
-                    "/v1/server_groups", json={"name": "g", "policy": "anti-affinity"}
-                )
-                reply.raise_for_status()
-                groups.append(reply.json()["id"])
+    async def make_groups(self, variant: Variant, count: int) -> list[str]:
+        groups = []
+        for _ in range(-(-count // variant.group_size) if variant.group_size else 0):
+            reply = await self.http.post(
+                "/v1/server_groups", {"name": "g", "policy": "anti-affinity"}
+            )
+            groups.append(reply["id"])
+        return groups
+
+    async def create(self, variant: Variant, count: int, groups: list[str]) -> None:
         made = 0
         while made < count:
             n = min(variant.per_request, count - made)
@@ -105,84 +99,66 @@ class Client:
                 server["server_group_id"] = groups[made // variant.group_size]
             started = time.perf_counter()
             reply = await self.http.post(
-                "/v1/servers", json={"server": server, "min_count": n, "max_count": n}
+                "/v1/servers", {"server": server, "min_count": n, "max_count": n}
             )
             self.latencies.append((time.perf_counter() - started) * 1000)
-            reply.raise_for_status()
-            self.ids += [s["id"] for s in reply.json()["servers"]]
+            self.ids += [s["id"] for s in reply["servers"]]
             made += n
 
     async def delete_all(self) -> None:
         for server_id in self.ids:
-            (await self.http.delete(f"/v1/servers/{server_id}")).raise_for_status()
+            await self.http.delete(f"/v1/servers/{server_id}")
 
     async def close(self) -> None:
-        await self.http.aclose()
+        await self.http.close()
 
 
-async def _servers(admin: httpx.AsyncClient, **params) -> list[dict]:
-    """Every server of every project (newest first), a page of 1000 at a time."""
-    servers, token = [], ""
-    while True:
-        query = {"all_projects": "true", "page_size": 1000, **params}
-        if token:
-            query["page_token"] = token
-        reply = await admin.get("/v1/servers", params=query)
-        reply.raise_for_status()
-        body = reply.json()
-        servers += body.get("servers", [])
-        token = body.get("next_page_token", "")
-        if not token:
-            return servers
-
-
-async def until_none(http: httpx.AsyncClient, seconds: float, **params) -> None:
-    """Poll until no server matches (a page of one is enough to know)."""
-    async with asyncio.timeout(seconds):
-        while True:
-            query = {"all_projects": "true", "page_size": 1, **params}
-            if not (await http.get("/v1/servers", params=query)).json().get("servers"):
-                return
-            await asyncio.sleep(0.25)
+def _parts(mesh: BenchMesh) -> dict[str, list[int]]:
+    return {name: [pid] for name, pid in mesh.pids().items()} | {"hosts": mesh.host_pids()}
 
 
 async def run_variant(mesh: BenchMesh, variant: Variant, servers: int, clients: int) -> dict:
     tag = f"{variant.name}-{time.monotonic_ns()}"
-    admin = httpx.AsyncClient(
-        base_url=mesh.rest_url,
-        headers={
-            "authorization": "Bearer " + mesh.token(project="admin", user="admin", roles=["admin"])
-        },
-        timeout=120,
-    )
+    admin = EdgeClient(mesh.rest_url, mesh.token(project="admin", user="admin", roles=["admin"]))
     # Hard anti-affinity needs a host per member: a small mesh gets smaller groups.
     variant = replace(variant, group_size=min(variant.group_size, mesh.hosts))
     workers = [Client(mesh, i, tag) for i in range(clients)]
     share = [servers // clients + (i < servers % clients) for i in range(clients)]
     spans = SpanLogs(mesh.service_logs())
-    spans.mark()
+    cpu = CpuMeter(_parts(mesh))
     try:
+        groups = await asyncio.gather(
+            *(w.make_groups(variant, n) for w, n in zip(workers, share, strict=True))
+        )
+        spans.mark()
+        cpu.start()
         first_create = time.time()
-        await asyncio.gather(*(w.create(variant, n) for w, n in zip(workers, share, strict=True)))
+        await asyncio.gather(
+            *(w.create(variant, n, g) for w, n, g in zip(workers, share, groups, strict=True))
+        )
         created = time.time()
         await until_none(admin, 1800, status="BUILD")
-        settled = await _servers(admin)
+        boot_cpu = cpu.stop()
+        settled = await all_servers(admin)
         active = [s for s in settled if s["status"] == "ACTIVE"]
         await asyncio.sleep(1.5)  # span processors export every 0.5 s (bench/mesh.py)
         spans.read()
+        cpu.start()
         started_delete = time.perf_counter()
         await asyncio.gather(*(w.delete_all() for w in workers))
         await until_none(admin, 1800)
         delete_s = time.perf_counter() - started_delete
+        delete_cpu = cpu.stop()
     finally:
         for w in workers:
             await w.close()
-        await admin.aclose()
+        await admin.close()
     last_active = max(_time(s["update_time"]) for s in active) if active else created
     to_active = [(_time(s["update_time"]) - _time(s["create_time"])) * 1000 for s in active]
     latencies = [ms for w in workers for ms in w.latencies]
     select = spans.durations(SELECT) or [0.0]
     placement = spans.per_trace(PLACEMENT) or [0.0]
+    booted = max(len(active), 1)
     return {
         "variant": variant.name,
         "servers": servers,
@@ -200,6 +176,8 @@ async def run_variant(mesh: BenchMesh, variant: Variant, servers: int, clients: 
         "placement_p99": percentile(placement, 0.99),
         "traced_selects": len(spans.durations(SELECT)),
         "deletes_per_s": len(active) / delete_s,
+        "boot_cpu_ms": {part: ms / booted for part, ms in boot_cpu.items()},
+        "delete_cpu_ms": {part: ms / booted for part, ms in delete_cpu.items()},
     }
 
 
@@ -239,6 +217,27 @@ def table(rows: list[dict]) -> str:
             f"| {r['placement_p50']:.1f} / {r['placement_p99']:.1f} "
             f"| {r['deletes_per_s']:.0f} |"
         )
+    return "\n".join(lines)
+
+
+CPU_PARTS = ("api_gateway", "scheduler", "placement", "quota", "hosts", "envoy", "etcd")
+
+
+def cpu_table(rows: list[dict]) -> str:
+    """CPU milliseconds per server booted (and deleted), by part of the mesh."""
+    parts = [*CPU_PARTS, CpuMeter.CLIENT]
+    lines = [
+        "| database | hosts | variant | phase | " + " | ".join(parts) + " | total |",
+        "| --- | ---: | --- | --- | " + " | ".join("---:" for _ in parts) + " | ---: |",
+    ]
+    for r in rows:
+        for phase, key in (("boot", "boot_cpu_ms"), ("delete", "delete_cpu_ms")):
+            cpu = r[key]
+            lines.append(
+                f"| {r['database']} | {r['hosts']:,} | {r['variant']} | {phase} | "
+                + " | ".join(f"{cpu.get(p, 0.0):.2f}" for p in parts)
+                + f" | {sum(cpu.values()):.2f} |"
+            )
     return "\n".join(lines)
 
 
@@ -287,24 +286,27 @@ async def main() -> None:
     for database in args.databases.split(","):
         for hosts in map(int, args.hosts.split(",")):
             rows += await measure(args, database, hosts)
-    report = table(rows)
+    report = (
+        table(rows) + "\n\nCPU milliseconds per server, by part of the mesh:\n\n" + cpu_table(rows)
+    )
     print(report)
     if args.quick:  # a smoke run: printed, not published
         return
-    own_cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
     RESULTS.mkdir(exist_ok=True)
     plot(rows, RESULTS / "boot.png")
     command = " ".join(["python -m bench.boot", *sys.argv[1:]])
     (RESULTS / "boot.md").write_text(
         "# Boot benchmark\n\n"
         f"`{command}` on {os.cpu_count()} cores: etcd, Envoy, every service, the simulated "
-        f"hosts and the {args.clients} clients share them (the clients used "
-        f"{own_cpu:.0f} s of CPU). Flavor {FLAVOR}; anti-affinity groups of {GROUP_SIZE}. "
+        f"hosts and the {args.clients} clients (aiohttp, one connection each) share them. "
+        f"Flavor {FLAVOR}; anti-affinity groups of {GROUP_SIZE}. "
         "Boots/s: first create sent to last server ACTIVE. To ACTIVE: the server's "
         "update_time - create_time. Scheduling: SelectDestinations spans served by the "
         "scheduler; placement: the placement spans within one (candidates, claims), from "
         f"{args.trace_ratio:.0%} of requests traced (OpenTelemetry, sampled, console "
-        "exporter). A multi-create is one scheduling call for 100 servers.\n\n"
+        "exporter). CPU per server: utime + stime of each process from /proc while the "
+        "servers were created until none was in BUILD (boot), and while they were "
+        "deleted (delete), divided by the servers.\n\n"
         f"{report}\n\n![boots per second and create p99](boot.png)\n"
     )
 

@@ -248,3 +248,9 @@ class BenchMesh:
     def pids(self) -> dict[str, int]:
         """The core processes by name (each Procfile line execs, so these are the servers)."""
         return {name: self.processes[name].pid for name in CORE}
+
+    def host_pids(self) -> list[int]:
+        """The processes that serve the hosts: simulators, or one agent per host."""
+        if self._fleet is not None:
+            return [p.pid for p in self._fleet.processes]
+        return [p.pid for name, p in self.processes.items() if name not in CORE]

@@ -1,0 +1,108 @@
+"""What benchmarks need to drive the REST edge and to account for CPU.
+
+The clients are aiohttp sessions, one keep-alive connection each: the
+benchmark shares the machine's cores with the mesh it measures, and httpx
+cost about three times the CPU per request here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+
+
+class EdgeClient:
+    """A REST client of the edge with one bearer token and one connection."""
+
+    def __init__(self, base_url: str, token: str, connections: int = 1) -> None:
+        self.session = aiohttp.ClientSession(
+            base_url=base_url,
+            headers={"authorization": f"Bearer {token}"},
+            connector=aiohttp.TCPConnector(limit=connections),
+            timeout=aiohttp.ClientTimeout(total=120),
+        )
+
+    async def request(self, method: str, path: str, **kwargs) -> Any:
+        """The JSON answer; an error status raises with the error body in the message."""
+        async with self.session.request(method, path, **kwargs) as reply:
+            body = await reply.read()
+            if reply.status >= 400:
+                raise RuntimeError(f"{method} {path}: {reply.status} {body[:500]!r}")
+            return await reply.json() if body else None
+
+    async def get(self, path: str, **params) -> Any:
+        return await self.request("GET", path, params=params)
+
+    async def post(self, path: str, body: dict) -> Any:
+        return await self.request("POST", path, json=body)
+
+    async def delete(self, path: str) -> Any:
+        return await self.request("DELETE", path)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+async def all_servers(admin: EdgeClient, **params) -> list[dict]:
+    """Every server of every project (newest first), a page of 1000 at a time."""
+    servers, token = [], ""
+    while True:
+        query = {"all_projects": "true", "page_size": 1000, **params}
+        if token:
+            query["page_token"] = token
+        body = await admin.get("/v1/servers", **query)
+        servers += body.get("servers", [])
+        token = body.get("next_page_token", "")
+        if not token:
+            return servers
+
+
+async def until_none(admin: EdgeClient, seconds: float, **params) -> None:
+    """Poll until no server matches (a page of one is enough to know)."""
+    async with asyncio.timeout(seconds):
+        while True:
+            query = {"all_projects": "true", "page_size": 1, **params}
+            if not (await admin.get("/v1/servers", **query)).get("servers"):
+                return
+            await asyncio.sleep(0.25)
+
+
+def cpu_ms(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * TICK_MS
+
+
+def own_cpu_ms() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return (usage.ru_utime + usage.ru_stime) * 1000
+
+
+class CpuMeter:
+    """CPU milliseconds each part spent between start() and stop(); a part may be
+    several processes (the host simulators), and the benchmark's own client is one."""
+
+    CLIENT = "bench client"
+
+    def __init__(self, parts: dict[str, list[int]]) -> None:
+        self._parts = parts
+        self._before: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        return {name: sum(map(cpu_ms, pids)) for name, pids in self._parts.items()} | {
+            self.CLIENT: own_cpu_ms()
+        }
+
+    def start(self) -> None:
+        self._before = self._now()
+
+    def stop(self) -> dict[str, float]:
+        after = self._now()
+        return {name: after[name] - self._before[name] for name in after}
