@@ -70,7 +70,7 @@ class SpanLogs:
                 f.seek(self._offsets.get(log, 0))
                 self.spans += _parse(f.read().decode(errors="replace"))
 
-    def durations(self, method: str, *, server: bool = True) -> list[float]:
+    def durations(self, method: str | tuple[str, ...], *, server: bool = True) -> list[float]:
         """Milliseconds of every span of this method (suffix match on the gRPC path)."""
         return [s.ms for s in self.spans if s.server == server and s.name.endswith(method)]
 

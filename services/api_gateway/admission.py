@@ -1,13 +1,12 @@
 """Admitting creates: their records, then their quota, for creates that arrive together.
 
 A create is answered once its servers' records exist and their quota is
-claimed. The records come first (task "quota"): a crash between the two
-leaves records the reconciler finishes, never a quota claim nobody knows
-about. Creates that arrive together (services/common/batching.py) share the
-record transaction, one ClaimBatches call to quota, in which each create is
-all or nothing on its own, and one statement that moves the claimed servers
-to "scheduling"; a refused create's records are removed (its caller never
-saw them).
+claimed. The records come first, in task "scheduling": a crash before the
+claim leaves records the reconciler finishes (it claims again, idempotently,
+then builds), never a quota claim nobody knows about. Creates that arrive
+together (services/common/batching.py) share the record transaction and one
+ClaimBatches call to quota, in which each create is all or nothing on its
+own; a refused create's records are removed (its caller never saw them).
 
 A multi-create that quota refused but that would take fewer servers
 (min_count < max_count) then claims server by server, up to what fits; fewer
@@ -55,7 +54,7 @@ class Admission:
         )
 
     async def admit(self, ctx: RequestContext, rows: list[ServerRow], min_count: int):
-        """The servers admitted (task "scheduling"), or the create's error."""
+        """The servers admitted, or the create's error."""
         return await self._creates.submit(Create(ctx, rows, min_count))
 
     async def _admit_all(self, creates: list[Create]) -> list[list[ServerRow] | StratusError]:
@@ -71,14 +70,10 @@ class Admission:
                 answers.append(await self._claim_while_it_fits(create, refusal))
             else:
                 answers.append(refusal)
-        admitted = [row for answer in answers if isinstance(answer, list) for row in answer]
-        admitted_ids = {row.id for row in admitted}
+        admitted = {row.id for answer in answers if isinstance(answer, list) for row in answer}
         await self._records.remove(
-            [row.id for c in creates for row in c.rows if row.id not in admitted_ids]
+            [row.id for c in creates for row in c.rows if row.id not in admitted]
         )
-        await self._records.update_all_if(list(admitted_ids), "quota", task_state="scheduling")
-        for row in admitted:
-            row.task_state = "scheduling"
         return answers
 
     async def _claim_while_it_fits(

@@ -144,15 +144,20 @@ class Builder:
         self._background(self._build(admitted))
         return admitted
 
-    async def resume_quota(self, row: ServerRow) -> None:
-        """A create cut short between its records and its quota claims: finish it."""
-        try:  # idempotent: a claim that took effect is answered
+    async def resume_create(self, row: ServerRow) -> None:
+        """A create cut short before its server was placed: claim its quota again
+        (idempotent: a claim that took effect is answered unchanged), then build."""
+        try:
             await self._peers.quota.claim(*quota_claim(row))
         except QuotaExceeded as exc:
             await self._fail(row, exc.code, exc.message)
             return
-        if await self._records.update_if(row.id, "quota", task_state="scheduling"):
-            await self.build([row.id])
+        # Records written before 0.2 wait in "quota" until their claim is made.
+        if row.task_state == "quota" and not await self._records.update_if(
+            row.id, "quota", task_state="scheduling"
+        ):
+            return
+        await self.build([row.id])
 
     async def resume_spawn(self, row: ServerRow) -> None:
         """A spawn cut short: try the recorded host again (spawn is idempotent), then
@@ -321,7 +326,7 @@ def _record(
         metadata_=dict(new.metadata),
         user_data=new.user_data,
         status=BUILD,
-        task_state="quota",  # until its quota is claimed (see create)
+        task_state="scheduling",  # from the start: see admission.py
         power_state="NOSTATE",
         host="",
         host_address="",

@@ -4,8 +4,9 @@ Whichever api_gateway replica leads (an etcd election, see
 services/common/leadership.py) runs a pass every reconcile_interval_s:
 
 1. Servers whose task has not moved for stuck_after_s are resumed: a create
-   between its records and its quota, a build before or during its spawn, a
-   delete, an action. Every step they repeat is idempotent on the server id.
+   before its server was placed (its quota claimed again, idempotently), a
+   build during its spawn, a delete, an action. Every step they repeat is
+   idempotent on the server id.
 2. Per live host, placement's consumers are compared with our records (a
    bounded number of hosts per pass, round robin: at 10,000 hosts comparing
    all of them every interval would be two calls per host, 2,000 per second):
@@ -80,10 +81,8 @@ class Reconciler:
     async def reconcile_once(self) -> None:
         for row in await self._records.stuck(now() - self._stuck_after):
             log.info("resuming server %s stuck in %s", row.id, row.task_state)
-            if row.task_state == "quota":
-                await self._builder.resume_quota(row)
-            elif row.task_state == "scheduling":
-                await self._builder.build([row.id])
+            if row.task_state in ("quota", "scheduling"):
+                await self._builder.resume_create(row)
             elif row.task_state == "spawning":
                 await self._builder.resume_spawn(row)
             elif row.task_state == "deleting":

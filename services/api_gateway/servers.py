@@ -219,15 +219,6 @@ class ServerRecords:
             )
             return moved.rowcount == 1
 
-    async def update_all_if(self, server_ids: list[str], expected_task: str, **fields: Any) -> None:
-        """update_if for many servers in one statement (those still in `expected_task`)."""
-        async with self._db.write() as conn:
-            await conn.execute(
-                update(_servers)
-                .where(_servers.c.id.in_(server_ids), _servers.c.task_state == expected_task)
-                .values(updated_at=now(), **fields)
-            )
-
     async def begin_delete(self, ctx: RequestContext, server_id: str) -> bool:
         """Mark the server deleting, whatever it was doing; False if it is already."""
         async with self._db.write() as conn:
