@@ -119,27 +119,28 @@ class Operations:
         await self._records.finish_action(row.id, action, "success")
 
     async def delete(self, ctx: RequestContext, server_id: str) -> ServerRow:
-        row = await self._records.get(ctx, server_id)
         # A delete may interrupt a build or an action; a second delete changes nothing.
-        if not await self._records.begin_delete(ctx, row.id):
+        row = await self._records.begin_delete(ctx, server_id)
+        if row is None:  # deleting already, deleted, or not the caller's to see
             return await self._records.get(ctx, server_id)
         self._background(self._delete(row))
-        row.task_state, row.updated_at = "deleting", now()
         return row
 
     async def _delete(self, row: ServerRow) -> None:
-        current = await self._records.load(row.id) or row
+        """Destroy on the host the row names, release, mark deleted. A build that
+        records a host after begin_delete finds the server deleting and cleans
+        up what it made itself (build.py)."""
         message = ""
-        if current.host:
-            if self.host_up(current.host):
+        if row.host:
+            if self.host_up(row.host):
                 try:
-                    await self._peers.agents.destroy(self._address(current), current.host, row.id)
+                    await self._peers.agents.destroy(self._address(row), row.host, row.id)
                 except StratusError as exc:
                     await self._records.update(row.id, task_state="")
                     await self._records.finish_action(row.id, "delete", "error", exc.message)
                     return
             else:
-                message = f"host {current.host} was down: removed here only"
+                message = f"host {row.host} was down: removed here only"
         # Each release is idempotent, so a retried delete never gives back twice.
         await self._peers.placement.release(row.id)
         await self._peers.quota.release(row.id)

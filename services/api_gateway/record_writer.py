@@ -25,19 +25,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, inspect, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api_gateway.models import ServerActionRow, ServerRow
-from services.api_gateway.servers import action_values, now
+from services.api_gateway.servers import SERVER_COLUMNS, action_values, now
 from services.common.batching import Batcher
 from services.common.context import RequestContext
 from services.common.db import Database
 
 _servers = ServerRow.__table__
 _actions = ServerActionRow.__table__
-# ORM attribute -> column name (metadata_ is the "metadata" column).
-_COLUMNS = {a.key: a.columns[0].name for a in inspect(ServerRow).column_attrs}
 # Rows per transaction: bounds a transaction's statements and lock time.
 MAX_BATCH = 500
 
@@ -58,7 +56,7 @@ class NewRecords:
 
 
 def _row_values(row: ServerRow) -> dict[str, Any]:
-    return {column: getattr(row, attr) for attr, column in _COLUMNS.items()}
+    return {column: getattr(row, attr) for attr, column in SERVER_COLUMNS.items()}
 
 
 async def _add(conn: AsyncConnection, creates: list[NewRecords]) -> None:
@@ -115,7 +113,7 @@ def _update_statement(names: tuple[str, ...], at: datetime):
     return (
         update(_servers)
         .where(_servers.c.id == bindparam("v_id"))
-        .values(updated_at=at, **{_COLUMNS[n]: bindparam(f"v_{n}") for n in names})
+        .values(updated_at=at, **{SERVER_COLUMNS[n]: bindparam(f"v_{n}") for n in names})
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, inspect, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from stratus.compute.v1 import power_state_pb2
 
@@ -33,6 +33,13 @@ BUILD, ACTIVE, SHUTOFF, REBOOT, ERROR, DELETED = (
 )
 _servers = ServerRow.__table__
 _actions = ServerActionRow.__table__
+# ORM attribute -> column name (metadata_ is the "metadata" column).
+SERVER_COLUMNS = {a.key: a.columns[0].name for a in inspect(ServerRow).column_attrs}
+
+
+def server_row(columns) -> ServerRow:
+    """A ServerRow (detached) from a Core row's mapping of column names."""
+    return ServerRow(**{attr: columns[column] for attr, column in SERVER_COLUMNS.items()})
 
 
 def resources_of(row: ServerRow) -> dict[str, int]:
@@ -219,20 +226,26 @@ class ServerRecords:
             )
             return moved.rowcount == 1
 
-    async def begin_delete(self, ctx: RequestContext, server_id: str) -> bool:
-        """Mark the server deleting, whatever it was doing; False if it is already."""
+    async def begin_delete(self, ctx: RequestContext, server_id: str) -> ServerRow | None:
+        """Mark the server deleting, whatever it was doing, and return it as it is
+        now; None if it is deleting or deleted already, or not the caller's."""
+        mine = true() if ctx.is_admin else _servers.c.project_id == ctx.project_id
         async with self._db.write() as conn:
-            moved = await conn.execute(
-                update(_servers)
-                .where(
-                    _servers.c.id == server_id,
-                    _servers.c.status != DELETED,
-                    _servers.c.task_state != "deleting",
+            moved = (
+                await conn.execute(
+                    update(_servers)
+                    .where(
+                        _servers.c.id == server_id,
+                        mine,
+                        _servers.c.status != DELETED,
+                        _servers.c.task_state != "deleting",
+                    )
+                    .values(task_state="deleting", updated_at=now())
+                    .returning(*_servers.c)
                 )
-                .values(task_state="deleting", updated_at=now())
-            )
-            if moved.rowcount != 1:
-                return False
+            ).first()
+            if moved is None:
+                return None
             at = now()
             # Whatever was in progress ends here.
             await conn.execute(
@@ -243,7 +256,7 @@ class ServerRecords:
             await conn.execute(
                 _actions.insert().values(**action_values(server_id, "delete", ctx, at))
             )
-            return True
+        return server_row(moved._mapping)
 
     async def finish_action(
         self, server_id: str, action: str, result: str, message: str = ""
