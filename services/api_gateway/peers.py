@@ -184,15 +184,21 @@ class Placement:
 
 
 class Agents:
-    """One channel per host agent address, opened on first use."""
+    """One channel (and stub: building one costs as much as a call's own Python)
+    per host agent address, opened on first use."""
 
     def __init__(self) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, hostagent_pb2_grpc.HostAgentServiceStub] = {}
 
     def _stub(self, address: str) -> hostagent_pb2_grpc.HostAgentServiceStub:
-        if address not in self._channels:
+        stub = self._stubs.get(address)
+        if stub is None:
             self._channels[address] = grpc.aio.insecure_channel(address)
-        return hostagent_pb2_grpc.HostAgentServiceStub(self._channels[address])
+            stub = self._stubs[address] = hostagent_pb2_grpc.HostAgentServiceStub(
+                self._channels[address]
+            )
+        return stub
 
     async def spawn(self, address: str, request: agent_pb.SpawnRequest) -> agent_pb.Server:
         return await _call("hostagent", self._stub(address).Spawn, request, AGENT_TIMEOUT_S)

@@ -18,16 +18,23 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.config import SchedulerSection
 from services.common.errors import NoValidHost, StratusError
 from services.common.liveness import HostLiveness
+from services.scheduler.decision import (
+    Destination,
+    Pick,
+    Pool,
+    Selection,
+    Tally,
+    pool_key,
+)
 from services.scheduler.filters import FILTERS
 from services.scheduler.host_state import HostState, host_states
 from services.scheduler.placement import MAX_BATCH_CLAIMS, Claim, ClaimLost, PlacementClient
+from services.scheduler.ranking import PoolRanking
 from services.scheduler.request import Placing, SchedulingRequest
 from services.scheduler.server_groups import ServerGroups
 from services.scheduler.weighers import weigh
@@ -35,85 +42,7 @@ from services.scheduler.weighers import weigh
 log = logging.getLogger(__name__)
 
 # What one request of a batch ends with: its selections, or why it failed.
-Outcome = list["Selection"] | StratusError
-
-
-@dataclass(frozen=True)
-class Destination:
-    host: str
-    address: str
-    provider_uuid: str
-    allocations: dict[str, dict[str, int]]
-
-
-@dataclass(frozen=True)
-class Selection:
-    instance_id: str
-    destination: Destination
-    alternates: tuple[Destination, ...]
-
-
-@dataclass
-class Tally:
-    """What each step removed, for the no-valid-host message."""
-
-    candidates: int = 0
-    removed: Counter = field(default_factory=Counter)
-    lost_claims: int = 0
-
-    def explain(self, request: SchedulingRequest, instance_id: str) -> str:
-        wanted = ", ".join(f"{rc} {n}" for rc, n in sorted(request.resources.items()))
-        if not self.candidates:
-            traits = ""
-            if request.required_traits or request.forbidden_traits:
-                traits = (
-                    f" with traits {', '.join(request.required_traits) or '-'}"
-                    f" and without {', '.join(request.forbidden_traits) or '-'}"
-                )
-            return f"no host has room for {wanted}{traits}; placement found no candidate"
-        reasons = [
-            f"{n:,} removed by {name} ({_REASONS[name]})" for name, n in self.removed.most_common()
-        ]
-        if self.lost_claims:
-            reasons.append(f"{self.lost_claims:,} lost to concurrent claims")
-        return (
-            f"no valid host for instance {instance_id} ({wanted}): "
-            f"{self.candidates:,} candidates; " + "; ".join(reasons)
-        )
-
-
-_REASONS = {f.name: f.reason for f in FILTERS}
-
-
-@dataclass
-class _Pool:
-    """The candidate hosts shared by the requests asking for the same resources."""
-
-    request: SchedulingRequest  # the first of them: resources and traits are the same
-    instances: int = 0
-    hosts: list[HostState] = field(default_factory=list)
-    complete: bool = False  # every candidate there is, not a sample
-    error: StratusError | None = None
-
-
-@dataclass
-class _Pick:
-    """An instance's chosen host (ranked[0]) and the rest in rank order, not yet claimed."""
-
-    placing: Placing
-    ranked: list[HostState]
-
-    @property
-    def host(self) -> HostState:
-        return self.ranked[0]
-
-
-def _pool_key(request: SchedulingRequest) -> tuple:
-    return (
-        tuple(sorted(request.resources.items())),
-        tuple(sorted(request.required_traits)),
-        tuple(sorted(request.forbidden_traits)),
-    )
+Outcome = list[Selection] | StratusError
 
 
 class Scheduler:
@@ -180,17 +109,17 @@ class Scheduler:
         self, requests: list[SchedulingRequest], group_providers: list[set[str]]
     ) -> list[Outcome]:
         live = self._live_by_provider()
-        pools: dict[tuple, _Pool] = {}
+        pools: dict[tuple, Pool] = {}
         for request in requests:
-            pools.setdefault(_pool_key(request), _Pool(request)).instances += len(
+            pools.setdefault(pool_key(request), Pool(request)).instances += len(
                 request.instance_ids
             )
         await asyncio.gather(*(self._sample(pool, live) for pool in pools.values()))
         outcomes: list[Outcome | None] = [None] * len(requests)
-        decided: list[tuple[int, list[_Pick]]] = []
-        pending: list[_Pick] = []  # every pick so far, to count again on a fresh answer
+        decided: list[tuple[int, list[Pick]]] = []
+        pending: list[Pick] = []  # every pick so far, to count again on a fresh answer
         for index, request in enumerate(requests):
-            pool = pools[_pool_key(request)]
+            pool = pools[pool_key(request)]
             try:
                 if pool.error:
                     raise pool.error
@@ -204,7 +133,7 @@ class Scheduler:
             outcomes[index] = outcome
         return outcomes  # type: ignore[return-value]  # every slot is filled above
 
-    async def _sample(self, pool: _Pool, live: dict[str, dict[str, Any]]) -> None:
+    async def _sample(self, pool: Pool, live: dict[str, dict[str, Any]]) -> None:
         # A random sample first: at 10,000 hosts reading and weighing all of them buys
         # no better choice than the best of a few dozen (see bench/scheduler.py).
         limit = max(self._config.candidate_sample_size, 2 * pool.instances)
@@ -217,16 +146,16 @@ class Scheduler:
         self,
         request: SchedulingRequest,
         group_providers: set[str],
-        pool: _Pool,
+        pool: Pool,
         live: dict[str, dict[str, Any]],
-        pending: list[_Pick],
-    ) -> list[_Pick]:
+        pending: list[Pick],
+    ) -> list[Pick]:
         """A host for every instance of the request, or NoValidHost (and none taken)."""
-        picks: list[_Pick] = []
+        picks: list[Pick] = []
         try:
             for instance_id in request.instance_ids:
                 placing = Placing(request, instance_id, group_providers)
-                ranked, tally = self._rank_window(placing, pool.hosts)
+                ranked, tally, taken_out = self._ranked(placing, pool)
                 if not ranked and not pool.complete:
                     # The sample left too few: read every candidate before saying no.
                     await self._read_all(pool, live, pending + picks)
@@ -234,28 +163,46 @@ class Scheduler:
                 if not ranked:
                     raise NoValidHost(tally.explain(request, instance_id))
                 ranked[0].take(request.resources)
+                if pool.ranking is not None and taken_out:
+                    pool.ranking.restore(taken_out, placing)
                 group_providers.add(ranked[0].provider_uuid)
-                picks.append(_Pick(placing, ranked))
+                picks.append(Pick(placing, ranked))
         except StratusError:
             for pick in picks:
                 pick.host.give_back(request.resources)
+            pool.ranking = None  # weighed with what they had taken: weigh again
             raise
         return picks
 
+    def _ranked(
+        self, placing: Placing, pool: Pool
+    ) -> tuple[list[HostState], Tally, list[HostState]]:
+        """The instance's hosts, chosen first, and those taken out of the pool's
+        ranking (to go back once the choice is counted)."""
+        if placing.request.server_group is None:
+            if pool.ranking is None:
+                pool.ranking = PoolRanking(pool.hosts, placing, self._config)
+            wanted = self._config.host_subset_size + self._config.max_alternates
+            best = pool.ranking.best(placing, wanted, self._config.candidate_sample_size)
+            if best:
+                return self._random_first(list(best)), Tally(candidates=len(pool.hosts)), best
+        return (*self._rank_window(placing, pool.hosts), [])
+
     async def _read_all(
-        self, pool: _Pool, live: dict[str, dict[str, Any]], picks: list[_Pick]
+        self, pool: Pool, live: dict[str, dict[str, Any]], picks: list[Pick]
     ) -> None:
         """Every candidate, with the picks not yet claimed counted against their hosts."""
         pool.hosts, pool.complete = await self._candidates(pool.request, live, 0)
+        pool.ranking = None
         fresh = {h.provider_uuid: h for h in pool.hosts}
         for pick in picks:
             host = fresh.get(pick.host.provider_uuid)
-            if host is not None and _pool_key(pick.placing.request) == _pool_key(pool.request):
+            if host is not None and pool_key(pick.placing.request) == pool_key(pool.request):
                 host.take(pick.placing.request.resources)
                 pick.ranked[0] = host
 
     async def _claim(
-        self, decided: list[tuple[int, list[_Pick]]], pools: dict[tuple, _Pool]
+        self, decided: list[tuple[int, list[Pick]]], pools: dict[tuple, Pool]
     ) -> list[tuple[int, Outcome]]:
         """Claim every pick, a batch at a time; the picks of a refused batch one by one.
 
@@ -281,7 +228,7 @@ class Scheduler:
         return outcomes
 
     async def _settle(
-        self, picks: list[_Pick], refused: set[str], pools: dict[tuple, _Pool]
+        self, picks: list[Pick], refused: set[str], pools: dict[tuple, Pool]
     ) -> Outcome:
         """One request's selections: the picks claimed in a batch, and the refused
         ones claimed one by one, each on its next host if it lost a race."""
@@ -309,7 +256,7 @@ class Scheduler:
             raise
         return selections
 
-    async def _release(self, picks: list[_Pick]) -> None:
+    async def _release(self, picks: list[Pick]) -> None:
         for pick in picks:
             with contextlib.suppress(Exception):
                 await self._placement.release(pick.placing.instance_id)
@@ -363,14 +310,15 @@ class Scheduler:
             survivors = kept
             if not survivors:
                 return [], tally
-        ranked = weigh(survivors, placing, self._config)
-        # A random pick among the best few, so replicas deciding at the same
-        # moment rarely race for one host; then the rest in rank order.
-        best = ranked[: self._config.host_subset_size]
-        first = self._rng.choice(best)
+        return self._random_first(weigh(survivors, placing, self._config)), tally
+
+    def _random_first(self, ranked: list[HostState]) -> list[HostState]:
+        """A random pick among the best few first, so replicas deciding at the same
+        moment rarely race for one host; then the rest in rank order."""
+        first = self._rng.choice(ranked[: self._config.host_subset_size])
         ranked.remove(first)
         ranked.insert(0, first)
-        return ranked, tally
+        return ranked
 
     async def _place(
         self, placing: Placing, hosts: list[HostState]
@@ -407,7 +355,7 @@ class Scheduler:
         return Selection(placing.instance_id, destination, tuple(map(_destination, alternates)))
 
 
-def _claim_of(pick: _Pick) -> Claim:
+def _claim_of(pick: Pick) -> Claim:
     return Claim(pick.placing.instance_id, pick.placing.request, pick.host.allocations)
 
 

@@ -9,8 +9,9 @@ from stratus.scheduler.v1 import scheduler_pb2_grpc
 from services.common.context import ADMIN_ROLE, SERVICE_ROLE, current
 from services.common.errors import StratusError
 from services.common.status_details import to_status
+from services.scheduler.decision import Destination, Selection
 from services.scheduler.request import GroupPolicy, SchedulingRequest, ServerGroup
-from services.scheduler.select import Destination, Scheduler, Selection
+from services.scheduler.select import Scheduler
 
 _POLICIES = {
     pb.SERVER_GROUP_POLICY_AFFINITY: GroupPolicy.AFFINITY,
