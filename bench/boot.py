@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from bench.edge import CpuMeter, EdgeClient, all_servers, until_none
+from bench.edge import CpuMeter, EdgeClient, all_servers, postgres_cpu_ms, until_none
 from bench.mesh import BenchMesh
 from bench.placement import RESULTS, percentile
 from bench.spans import SpanLogs
@@ -117,8 +117,12 @@ class Client:
         await self.http.close()
 
 
-def _parts(mesh: BenchMesh) -> dict[str, list[int]]:
-    return {name: [pid] for name, pid in mesh.pids().items()} | {"hosts": mesh.host_pids()}
+def _parts(mesh: BenchMesh) -> dict:
+    parts: dict = {name: [pid] for name, pid in mesh.pids().items()}
+    parts["hosts"] = mesh.host_pids()
+    if mesh.database == "postgresql":  # the database server shares the cores too
+        parts["postgresql"] = postgres_cpu_ms
+    return parts
 
 
 async def run_variant(mesh: BenchMesh, variant: Variant, servers: int, clients: int) -> dict:
@@ -224,7 +228,16 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-CPU_PARTS = ("api_gateway", "scheduler", "placement", "quota", "hosts", "envoy", "etcd")
+CPU_PARTS = (
+    "api_gateway",
+    "scheduler",
+    "placement",
+    "quota",
+    "hosts",
+    "envoy",
+    "etcd",
+    "postgresql",
+)
 
 
 def cpu_table(rows: list[dict]) -> str:

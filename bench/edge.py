@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,26 @@ def cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * TICK_MS
 
 
+def postgres_cpu_ms() -> float:
+    """CPU of this machine's PostgreSQL so far: its live processes, plus what its
+    exited backends used (the postmaster's children times)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
+        if name == "postgres":
+            total += int(fields[11]) + int(fields[12])
+            if (
+                fields[1] == "1"
+                or Path(f"/proc/{fields[1]}/comm").read_text().strip() != "postgres"
+            ):
+                total += int(fields[13]) + int(fields[14])  # the postmaster: reaped children
+    return total * TICK_MS
+
+
 def own_cpu_ms() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return (usage.ru_utime + usage.ru_stime) * 1000
@@ -88,18 +109,20 @@ def own_cpu_ms() -> float:
 
 class CpuMeter:
     """CPU milliseconds each part spent between start() and stop(); a part may be
-    several processes (the host simulators), and the benchmark's own client is one."""
+    several processes (the host simulators), or a function (the database server),
+    and the benchmark's own client is one."""
 
     CLIENT = "bench client"
 
-    def __init__(self, parts: dict[str, list[int]]) -> None:
+    def __init__(self, parts: dict[str, list[int] | Callable[[], float]]) -> None:
         self._parts = parts
         self._before: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
-        return {name: sum(map(cpu_ms, pids)) for name, pids in self._parts.items()} | {
-            self.CLIENT: own_cpu_ms()
-        }
+        return {
+            name: part() if callable(part) else sum(map(cpu_ms, part))
+            for name, part in self._parts.items()
+        } | {self.CLIENT: own_cpu_ms()}
 
     def start(self) -> None:
         self._before = self._now()
