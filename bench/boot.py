@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.boot [--hosts 1000,10000] [--servers 10000] [--clients 8]
                                    [--variants single,multi,anti-affinity]
-                                   [--databases sqlite,postgresql] [--quick]
+                                   [--databases sqlite,postgresql] [--rates 500] [--quick]
 
 For each database and host count it starts the real mesh (bench/mesh.py: a
 fresh database, N simulated hosts) and, per variant, K clients each with its
@@ -11,8 +11,13 @@ own project and token boot M servers (flavor m1.tiny) through Envoy:
   * multi: min_count = max_count = 100 per request;
   * anti-affinity: one server per request, each in an anti-affinity server
     group of 10 members, fewer on a smaller mesh (the client creates the groups).
-It waits until no server is in BUILD, then deletes them all and waits until
-they are gone. Measured:
+Each client sends its next create as soon as the last is answered (closed
+loop: the most the mesh can take; create latency is then mostly queueing,
+clients x servers per create / boots per second). With --rates R the
+variant runs again open loop: creates leave at a fixed pace of R servers/s
+shared by the clients, whatever the answers, so the create latency is that
+of a mesh serving R boots/s. It waits until no server is in BUILD, then
+deletes them all and waits until they are gone. Measured:
   * boots/s: servers ACTIVE over the time from the first create sent to the
     last server ACTIVE (the server's update_time when it went ACTIVE);
   * create latency p50/p95/p99: POST /v1/servers as the client saw it;
@@ -72,6 +77,18 @@ VARIANTS = {
 }
 
 
+class Pace:
+    """Open-loop send slots shared by every client: `rate` servers per second."""
+
+    def __init__(self, rate: float, per_request: int) -> None:
+        self._interval = per_request / rate
+        self._next = time.perf_counter()
+
+    def slot(self) -> float:
+        slot, self._next = self._next, self._next + self._interval
+        return slot
+
+
 def _time(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
@@ -79,9 +96,9 @@ def _time(value: str) -> float:
 class Client:
     """One benchmark client: its own project and token, one connection to the edge."""
 
-    def __init__(self, mesh: BenchMesh, index: int, tag: str) -> None:
+    def __init__(self, mesh: BenchMesh, index: int, tag: str, connections: int = 1) -> None:
         token = mesh.token(project=f"bench-{tag}-{index}", user=f"u{index}", roles=["member"])
-        self.http = EdgeClient(mesh.rest_url, token)
+        self.http = EdgeClient(mesh.rest_url, token, connections)
         self.latencies: list[float] = []
         self.ids: list[str] = []
 
@@ -94,20 +111,33 @@ class Client:
             groups.append(reply["id"])
         return groups
 
-    async def create(self, variant: Variant, count: int, groups: list[str]) -> None:
+    async def create(
+        self, variant: Variant, count: int, groups: list[str], pace: Pace | None = None
+    ) -> None:
+        """Closed loop (the next create once the last is answered), or, paced,
+        open loop: each create leaves at its slot whatever the others do, and
+        its latency counts from that slot (no coordinated omission)."""
+        sends = []
         made = 0
         while made < count:
             n = min(variant.per_request, count - made)
             server = {"name": "bench", "flavor": FLAVOR, "image_ref": "cirros"}
             if groups:
                 server["server_group_id"] = groups[made // variant.group_size]
-            started = time.perf_counter()
-            reply = await self.http.post(
-                "/v1/servers", {"server": server, "min_count": n, "max_count": n}
-            )
-            self.latencies.append((time.perf_counter() - started) * 1000)
-            self.ids += [s["id"] for s in reply["servers"]]
+            body = {"server": server, "min_count": n, "max_count": n}
+            if pace is None:
+                await self._post(body, time.perf_counter())
+            else:
+                slot = pace.slot()
+                await asyncio.sleep(max(0.0, slot - time.perf_counter()))
+                sends.append(asyncio.create_task(self._post(body, slot)))
             made += n
+        await asyncio.gather(*sends)
+
+    async def _post(self, body: dict, since: float) -> None:
+        reply = await self.http.post("/v1/servers", body)
+        self.latencies.append((time.perf_counter() - since) * 1000)
+        self.ids += [s["id"] for s in reply["servers"]]
 
     async def delete_all(self) -> None:
         for server_id in self.ids:
@@ -125,12 +155,15 @@ def _parts(mesh: BenchMesh) -> dict:
     return parts
 
 
-async def run_variant(mesh: BenchMesh, variant: Variant, servers: int, clients: int) -> dict:
+async def run_variant(
+    mesh: BenchMesh, variant: Variant, servers: int, clients: int, rate: float = 0.0
+) -> dict:
     tag = f"{variant.name}-{time.monotonic_ns()}"
     admin = EdgeClient(mesh.rest_url, mesh.token(project="admin", user="admin", roles=["admin"]))
     # Hard anti-affinity needs a host per member: a small mesh gets smaller groups.
     variant = replace(variant, group_size=min(variant.group_size, mesh.hosts))
-    workers = [Client(mesh, i, tag) for i in range(clients)]
+    # Paced, a client may have several creates out at once.
+    workers = [Client(mesh, i, tag, connections=64 if rate else 1) for i in range(clients)]
     share = [servers // clients + (i < servers % clients) for i in range(clients)]
     spans = SpanLogs(mesh.service_logs())
     cpu = CpuMeter(_parts(mesh))
@@ -141,8 +174,9 @@ async def run_variant(mesh: BenchMesh, variant: Variant, servers: int, clients: 
         spans.mark()
         cpu.start()
         first_create = time.time()
+        pace = Pace(rate, variant.per_request) if rate else None
         await asyncio.gather(
-            *(w.create(variant, n, g) for w, n, g in zip(workers, share, groups, strict=True))
+            *(w.create(variant, n, g, pace) for w, n, g in zip(workers, share, groups, strict=True))
         )
         created = time.time()
         await until_none(admin, 1800, status="BUILD")
@@ -168,7 +202,7 @@ async def run_variant(mesh: BenchMesh, variant: Variant, servers: int, clients: 
     placement = spans.per_trace(PLACEMENT) or [0.0]
     booted = max(len(active), 1)
     return {
-        "variant": variant.name,
+        "variant": variant.name + (f" @{rate:.0f}/s" if rate else ""),
         "servers": servers,
         "active": len(active),
         "errors": len(settled) - len(active),
@@ -199,10 +233,11 @@ async def measure(args, database: str, hosts: int) -> list[dict]:
     )
     try:
         for name in args.variants.split(","):
-            row = await run_variant(mesh, VARIANTS[name], args.servers, args.clients)
-            row |= {"database": database, "hosts": hosts}
-            print(row, flush=True)
-            rows.append(row)
+            for rate in [0.0, *(r for r in args.rates if r)]:
+                row = await run_variant(mesh, VARIANTS[name], args.servers, args.clients, rate)
+                row |= {"database": database, "hosts": hosts}
+                print(row, flush=True)
+                rows.append(row)
     finally:
         await asyncio.to_thread(mesh.stop)
     return rows
@@ -294,6 +329,12 @@ async def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--trace-ratio", type=float, default=0.0)
     parser.add_argument(
+        "--rates",
+        type=lambda v: [float(r) for r in v.split(",") if r],
+        default=[],
+        help="also run each variant paced (open loop) at these servers/s, e.g. 500",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="4 hosts, 200 servers, SQLite: a smoke run"
     )
     args = parser.parse_args()
@@ -317,6 +358,9 @@ async def main() -> None:
         f"`{command}` on {os.cpu_count()} cores: etcd, Envoy, every service, the simulated "
         f"hosts and the {args.clients} clients (aiohttp, one connection each) share them. "
         f"Flavor {FLAVOR}; anti-affinity groups of {GROUP_SIZE}. "
+        "A variant with @R/s ran open loop, creates sent at R servers/s whatever the "
+        "answers (latency from each create's slot); the others closed loop, each client "
+        "sending its next create once the last was answered. "
         "Boots/s: first create sent to last server ACTIVE. To ACTIVE: the server's "
         "update_time - create_time. Scheduling: SelectDestinations spans served by the "
         "scheduler; placement: the placement spans within one (candidates, claims), from "
