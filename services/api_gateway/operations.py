@@ -120,7 +120,7 @@ class Operations:
 
     async def delete(self, ctx: RequestContext, server_id: str) -> ServerRow:
         # A delete may interrupt a build or an action; a second delete changes nothing.
-        row = await self._records.begin_delete(ctx, server_id)
+        row = await self._writer.begin_delete(ctx, server_id)
         if row is None:  # deleting already, deleted, or not the caller's to see
             return await self._records.get(ctx, server_id)
         self._background(self._delete(row))

@@ -12,6 +12,10 @@ writes that arrive together share one transaction
   task state is still the one expected (a delete may have taken it over
   meanwhile), and may close its newest open action of a kind. Its outcome
   says whether the server moved.
+- `begin_delete` marks servers deleting, whatever they were doing: it ends
+  their open actions and opens a delete action. Its outcome is the server,
+  now deleting, or None if it was deleting or deleted already, or not the caller's
+  to delete.
 
 The conditions are checked against rows locked for the transaction (SQLite's
 write lock, PostgreSQL's FOR UPDATE), so a concurrent delete either comes
@@ -29,7 +33,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api_gateway.models import ServerActionRow, ServerRow
-from services.api_gateway.servers import SERVER_COLUMNS, action_values, now
+from services.api_gateway.servers import DELETED, SERVER_COLUMNS, action_values, now, server_row
 from services.common.batching import Batcher
 from services.common.context import RequestContext
 from services.common.db import Database
@@ -109,6 +113,67 @@ async def _move(conn: AsyncConnection, transitions: list[Transition]) -> list[bo
     return moved
 
 
+@dataclass(frozen=True)
+class Deletion:
+    ctx: RequestContext
+    server_id: str
+
+
+async def _begin_deletes(
+    conn: AsyncConnection, deletions: list[Deletion]
+) -> list[ServerRow | None]:
+    at = now()
+    ids = {d.server_id for d in deletions}
+    current = {
+        row.id: row
+        for row in (
+            await conn.execute(select(_servers).where(_servers.c.id.in_(ids)).with_for_update())
+        )
+    }
+    outcomes: list[ServerRow | None] = []
+    taken: set[str] = set()
+    for d in deletions:
+        row = current.get(d.server_id)
+        ok = (
+            row is not None
+            and (d.ctx.is_admin or row.project_id == d.ctx.project_id)
+            and row.status != DELETED
+            and row.task_state != "deleting"
+            and d.server_id not in taken  # a second delete in this batch changes nothing
+        )
+        outcomes.append(_deleting(row, at) if ok else None)
+        if ok:
+            taken.add(d.server_id)
+    if not taken:
+        return outcomes
+    await conn.execute(
+        update(_servers)
+        .where(_servers.c.id.in_(taken))
+        .values(task_state="deleting", updated_at=at)
+    )
+    # Whatever was in progress ends here.
+    await conn.execute(
+        update(_actions)
+        .where(_actions.c.server_id.in_(taken), _actions.c.result == "in-progress")
+        .values(result="error", message="interrupted by a delete", finish_time=at)
+    )
+    await conn.execute(
+        insert(_actions),
+        [
+            action_values(d.server_id, "delete", d.ctx, at)
+            for d, row in zip(deletions, outcomes, strict=True)
+            if row is not None
+        ],
+    )
+    return outcomes
+
+
+def _deleting(row, at: datetime) -> ServerRow:
+    server = server_row(row._mapping)
+    server.task_state, server.updated_at = "deleting", at
+    return server
+
+
 def _update_statement(names: tuple[str, ...], at: datetime):
     return (
         update(_servers)
@@ -135,6 +200,9 @@ class RecordWriter:
         self._db = db
         # One writer: a second transaction would only queue on the write lock.
         self._moves: Batcher[Transition, bool] = Batcher(self._move_all, max_batch=MAX_BATCH)
+        self._deletions: Batcher[Deletion, ServerRow | None] = Batcher(
+            self._begin_deletes, max_batch=MAX_BATCH
+        )
 
     async def add(self, creates: list[NewRecords]) -> None:
         """Insert the records and their create actions, in one transaction (the
@@ -149,3 +217,12 @@ class RecordWriter:
     async def move(self, transition: Transition) -> bool:
         """Apply the transition; False if the server was not in the expected task."""
         return await self._moves.submit(transition)
+
+    async def _begin_deletes(self, deletions: list[Deletion]) -> list[ServerRow | None]:
+        async with self._db.write() as conn:
+            return await _begin_deletes(conn, deletions)
+
+    async def begin_delete(self, ctx: RequestContext, server_id: str) -> ServerRow | None:
+        """Mark the server deleting, whatever it was doing, and return it as it was;
+        None if it is deleting or deleted already, or not the caller's."""
+        return await self._deletions.submit(Deletion(ctx, server_id))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, inspect, select, true, update
+from sqlalchemy import and_, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from stratus.compute.v1 import power_state_pb2
 
@@ -225,38 +225,6 @@ class ServerRecords:
                 .values(updated_at=now(), **fields)
             )
             return moved.rowcount == 1
-
-    async def begin_delete(self, ctx: RequestContext, server_id: str) -> ServerRow | None:
-        """Mark the server deleting, whatever it was doing, and return it as it is
-        now; None if it is deleting or deleted already, or not the caller's."""
-        mine = true() if ctx.is_admin else _servers.c.project_id == ctx.project_id
-        async with self._db.write() as conn:
-            moved = (
-                await conn.execute(
-                    update(_servers)
-                    .where(
-                        _servers.c.id == server_id,
-                        mine,
-                        _servers.c.status != DELETED,
-                        _servers.c.task_state != "deleting",
-                    )
-                    .values(task_state="deleting", updated_at=now())
-                    .returning(*_servers.c)
-                )
-            ).first()
-            if moved is None:
-                return None
-            at = now()
-            # Whatever was in progress ends here.
-            await conn.execute(
-                update(_actions)
-                .where(_actions.c.server_id == server_id, _actions.c.result == "in-progress")
-                .values(result="error", message="interrupted by a delete", finish_time=at)
-            )
-            await conn.execute(
-                _actions.insert().values(**action_values(server_id, "delete", ctx, at))
-            )
-        return server_row(moved._mapping)
 
     async def finish_action(
         self, server_id: str, action: str, result: str, message: str = ""

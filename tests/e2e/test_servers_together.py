@@ -1,6 +1,7 @@
-"""Creates that arrive together are admitted together (one record transaction,
-one quota call), yet each keeps its own outcome: one over quota fails alone,
-and the others boot.
+"""Requests that arrive together are written together, yet each keeps its own
+outcome. Creates share one record transaction and one quota call: one over
+quota fails alone, and the others boot. Deletes share one transaction: a
+repeated delete changes nothing, another project's is not found.
 
 Real Envoy, api_gateway, quota, scheduler, placement, etcd and fake hosts.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.compute_client import fake_flavor, member_of, wait
+from tests.compute_client import create, fake_flavor, member_of, wait
 
 CREATES = 12
 
@@ -50,3 +51,29 @@ def test_concurrent_creates_each_get_their_own_answer(mesh):
             assert len(servers) == count
             assert {s["id"] for s in listed} == {s["id"] for s in servers}
             assert all(wait(client, s["id"])["status"] == "ACTIVE" for s in servers)
+
+
+def test_concurrent_deletes_each_get_their_own_answer(mesh):
+    me, other = member_of(), member_of()
+    with mesh.rest(me) as client:
+        servers = create(client, fake_flavor(mesh), min_count=3, max_count=3)
+        ids = [wait(client, s["id"])["id"] for s in servers]
+
+    def delete(who: dict, server_id: str):
+        with mesh.rest(who) as client:
+            return client.delete(f"/v1/servers/{server_id}")
+
+    # Every server twice by its owner, and each once by another project.
+    asked = [(me, i) for i in ids] * 2 + [(other, i) for i in ids]
+    with ThreadPoolExecutor(len(asked)) as pool:
+        replies = list(pool.map(lambda a: delete(*a), asked))
+    for (who, _), reply in zip(asked, replies, strict=True):
+        assert reply.status_code == (200 if who is me else 404), reply.text
+    with mesh.rest(me) as client:
+        for server_id in ids:
+            gone = wait(client, server_id, until=lambda s: s["status"] == "DELETED")
+            assert gone["task_state"] == ""
+            actions = client.get(f"/v1/servers/{server_id}/actions").json()["actions"]
+            deletes = [a for a in actions if a["action"] == "delete"]
+            assert len(deletes) == 1 and deletes[0]["result"] == "success", actions
+        assert client.get("/v1/limits").json()["limits"]["instances"]["in_use"] == 0
