@@ -1,7 +1,7 @@
 """Boot benchmark: servers created through the REST edge until ACTIVE, then deleted.
 
-    .venv/bin/python -m bench.boot [--hosts 1000,10000] [--servers 10000] [--clients 8]
-                                   [--variants single,multi,anti-affinity]
+    .venv/bin/python -m bench.boot [--hosts 1000,10000] [--servers 10000[,single=N,...]]
+                                   [--clients 8] [--variants single,multi,anti-affinity]
                                    [--databases sqlite,postgresql] [--rates 500] [--quick]
 
 For each database and host count it starts the real mesh (bench/mesh.py: a
@@ -234,7 +234,8 @@ async def measure(args, database: str, hosts: int) -> list[dict]:
     try:
         for name in args.variants.split(","):
             for rate in [0.0, *(r for r in args.rates if r)]:
-                row = await run_variant(mesh, VARIANTS[name], args.servers, args.clients, rate)
+                servers = args.servers.get(name, args.servers[""])
+                row = await run_variant(mesh, VARIANTS[name], servers, args.clients, rate)
                 row |= {"database": database, "hosts": hosts}
                 print(row, flush=True)
                 rows.append(row)
@@ -320,10 +321,25 @@ def plot(rows: list[dict], out: Path) -> None:
     fig.savefig(out, dpi=100)
 
 
+def _servers(value: str) -> dict[str, int]:
+    """'10000' or '10000,single=2000': servers per variant name ('' for the rest)."""
+    counts = {}
+    for part in value.split(","):
+        name, _, count = part.rpartition("=")
+        counts[name] = int(count)
+    counts.setdefault("", max(counts.values()))
+    return counts
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", default="1000,10000")
-    parser.add_argument("--servers", type=int, default=10000)
+    parser.add_argument(
+        "--servers",
+        type=_servers,
+        default=_servers("10000"),
+        help="servers per variant: N, or N,variant=N,... to boot fewer in slow variants",
+    )
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--variants", default="single,multi,anti-affinity")
     parser.add_argument("--databases", default="sqlite,postgresql")
@@ -339,7 +355,7 @@ async def main() -> None:
     )
     args = parser.parse_args()
     if args.quick:
-        args.hosts, args.servers, args.databases = "4", 200, "sqlite"
+        args.hosts, args.servers, args.databases = "4", _servers("200"), "sqlite"
     rows = []
     for database in args.databases.split(","):
         for hosts in map(int, args.hosts.split(",")):
