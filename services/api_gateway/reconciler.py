@@ -69,8 +69,7 @@ class Reconciler:
         self._leadership = leadership
         self._interval_s = interval_s
         self._stuck_after = timedelta(seconds=stuck_after_s)
-        # Placement lists at most 1,000 providers a page.
-        self._hosts_per_pass = min(hosts_per_pass, 1000)
+        self._hosts_per_pass = hosts_per_pass  # a page: placement lists at most 1,000
         self._page_token = ""  # where the previous pass stopped
         # provider -> (generation, our servers on it) when placement and we last agreed
         self._agreed: dict[str, tuple[int, frozenset[str]]] = {}
