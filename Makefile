@@ -12,7 +12,7 @@ PROTOS := $(shell find protos -name '*.proto')
 PYTEST_ARGS ?=
 
 .PHONY: run test lint gen venv clean config-reference bench-placement bench-scheduler bench-boot \
-	bench-api bench-liveness fleet
+	bench-api bench-liveness bench-idle fleet
 
 run: gen
 	$(BIN)/python -m deploy.local.run
@@ -56,6 +56,9 @@ bench-api: gen
 
 bench-liveness: gen
 	$(BIN)/python -m bench.liveness --sizes 1000,10000 --ttls 5,10,15
+
+bench-idle: gen
+	$(BIN)/python -m bench.idle --sizes 1000,10000
 
 # Simulated hosts joining the mesh `make run` started (reads state/mesh.env); Ctrl-C stops them.
 HOSTS ?= 1000

@@ -54,7 +54,7 @@ class Operations:
         return bool(host) and self._liveness.is_alive(host)
 
     def _address(self, row: ServerRow) -> str:
-        live = self._liveness.alive().get(row.host) or {}
+        live = self._liveness.value_of(row.host) or {}
         return live.get("address") or row.host_address
 
     async def reboot(self, ctx: RequestContext, server_id: str, hard: bool) -> ServerRow:
@@ -87,7 +87,7 @@ class Operations:
                 "try again when the host is back",
                 code="compute.host_down",
             )
-        live = self._liveness.alive().get(row.host) or {}
+        live = self._liveness.value_of(row.host) or {}
         # Agents publish what their driver can do; an agent that says nothing can do it all.
         offered = live.get("capabilities")
         if row.host and offered is not None and capability not in offered:

@@ -152,14 +152,24 @@ class Placement:
             alloc_pb.DeleteAllocationsRequest(consumer_uuid=consumer),
         )
 
-    async def consumers_on(self, provider: str) -> set[str]:
-        """Every consumer holding something on the provider."""
+    async def consumers_on(self, provider: str) -> tuple[int, set[str]]:
+        """The provider's generation, and every consumer holding something on it."""
         reply = await _call(
             "placement",
             self._providers.GetProviderAllocations,
             rp_pb.GetProviderAllocationsRequest(uuid=provider),
         )
-        return {a.consumer_uuid for a in reply.allocations}
+        return reply.resource_provider_generation, {a.consumer_uuid for a in reply.allocations}
+
+    async def generations(self, page_size: int, page_token: str) -> tuple[dict[str, int], str]:
+        """A page of providers, in placement's order: uuid -> generation, and the
+        next page's token ("" after the last page)."""
+        reply = await _call(
+            "placement",
+            self._providers.ListResourceProviders,
+            rp_pb.ListResourceProvidersRequest(page_size=page_size, page_token=page_token),
+        )
+        return {p.uuid: p.generation for p in reply.resource_providers}, reply.next_page_token
 
     async def held(self, consumer: str) -> dict[str, dict[str, int]]:
         """What the consumer holds, per provider."""

@@ -7,12 +7,16 @@ services/common/leadership.py) runs a pass every reconcile_interval_s:
    before its server was placed (its quota claimed again, idempotently), a
    build during its spawn, a delete, an action. Every step they repeat is
    idempotent on the server id.
-2. Per live host, placement's consumers are compared with our records (a
-   bounded number of hosts per pass, round robin: at 10,000 hosts comparing
-   all of them every interval would be two calls per host, 2,000 per second):
-   an allocation of a server that is deleted is released (consumers that were
+2. Per live host, placement's consumers are compared with our records: an
+   allocation of a server that is deleted is released (consumers that were
    never servers are left alone: placement has other users); a server that
-   should hold one and does not is reported and healed.
+   should hold one and does not is reported and healed. A pass takes the next
+   page of providers (hosts_per_pass of them, round robin in placement's
+   order) with their generations, and our servers on them in one query. A
+   host is compared only if its provider's generation or our servers on it
+   changed since they last agreed: every allocation change bumps the
+   generation, so an idle fleet costs a page listing per pass, not two calls
+   per host (2,000 a second at 10,000 hosts without the skip).
 Hosts that die need no pass: a server's host_status comes from the liveness
 watch, so it shows DOWN as soon as the key goes and UP when it is back.
 """
@@ -25,6 +29,7 @@ import logging
 from datetime import timedelta
 
 from services.api_gateway.build import Builder
+from services.api_gateway.models import ServerRow
 from services.api_gateway.operations import Operations
 from services.api_gateway.peers import Placement
 from services.api_gateway.servers import (
@@ -36,7 +41,7 @@ from services.api_gateway.servers import (
     now,
     resources_of,
 )
-from services.common.errors import StratusError
+from services.common.errors import NotFound, StratusError
 from services.common.leadership import Leadership
 from services.common.liveness import HostLiveness
 
@@ -64,8 +69,11 @@ class Reconciler:
         self._leadership = leadership
         self._interval_s = interval_s
         self._stuck_after = timedelta(seconds=stuck_after_s)
-        self._hosts_per_pass = hosts_per_pass
-        self._last_host = ""  # where the previous pass stopped
+        self._hosts_per_pass = hosts_per_pass  # a page: placement lists at most 1,000
+        self._page_token = ""  # where the previous pass stopped
+        # provider -> (generation, our servers on it) when placement and we last agreed
+        self._agreed: dict[str, tuple[int, frozenset[str]]] = {}
+        self._listed: set[str] = set()  # providers listed so far in this round
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -89,22 +97,39 @@ class Reconciler:
                 await self._operations.resume_delete(row)
             else:
                 await self._operations.resume_power(row)
-        for value in self._next_hosts():
-            await self._match_allocations(value["host"], value["provider_uuid"])
+        await self._compare_next_hosts()
 
-    def _next_hosts(self) -> list[dict]:
-        """The live hosts after the last one compared, in name order, wrapping round."""
-        alive = self._liveness.alive()
-        names = sorted(n for n, v in alive.items() if v.get("provider_uuid"))
-        after = [n for n in names if n > self._last_host]
-        chosen = (after + [n for n in names if n <= self._last_host])[: self._hosts_per_pass]
-        if chosen:
-            self._last_host = chosen[-1]
-        return [alive[n] for n in chosen]
+    async def _compare_next_hosts(self) -> None:
+        """Compare the live hosts among the next page of providers, but those
+        where nothing changed since placement and we last agreed."""
+        generations, self._page_token = await self._placement.generations(
+            self._hosts_per_pass, self._page_token
+        )
+        live = self._liveness.by_provider()
+        hosts = {p: live[p].get("host", "") for p in generations if p in live}
+        ours = await self._records.on_providers(list(hosts))
+        for provider, host in hosts.items():
+            servers = ours.get(provider, [])
+            if self._agreed.get(provider) == (
+                generations[provider],
+                frozenset(row.id for row in servers),
+            ):
+                continue
+            try:
+                await self._match_allocations(host, provider, servers)
+            except NotFound:  # deleted since the listing: nothing left to match
+                self._agreed.pop(provider, None)
+        self._listed.update(generations)
+        if not self._page_token:  # a round is complete: forget providers that are gone
+            self._agreed = {p: v for p, v in self._agreed.items() if p in self._listed}
+            self._listed = set()
 
-    async def _match_allocations(self, host: str, provider: str) -> None:
-        held = await self._placement.consumers_on(provider)
-        ours = {row.id: row for row in await self._records.on_provider(provider)}
+    async def _match_allocations(self, host: str, provider: str, servers: list[ServerRow]) -> None:
+        generation, held = await self._placement.consumers_on(provider)
+        ours = {row.id: row for row in servers}
+        if held == ours.keys():
+            self._agreed[provider] = (generation, frozenset(held))
+            return
         for consumer in held - ours.keys():
             row = await self._records.load(consumer)
             # Only what was ours and is gone: a consumer we never knew may belong to

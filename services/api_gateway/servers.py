@@ -105,8 +105,12 @@ class ServerRecords:
             query = select(ServerRow).where(condition, ServerRow.status != DELETED)
             return list(await session.scalars(query))
 
-    async def on_provider(self, provider_uuid: str) -> list[ServerRow]:
-        return await self._live_where(ServerRow.provider_uuid == provider_uuid)
+    async def on_providers(self, provider_uuids: list[str]) -> dict[str, list[ServerRow]]:
+        """The servers not deleted on each of these providers (those without any: absent)."""
+        by_provider: dict[str, list[ServerRow]] = {}
+        for row in await self._live_where(ServerRow.provider_uuid.in_(provider_uuids)):
+            by_provider.setdefault(row.provider_uuid, []).append(row)
+        return by_provider
 
     async def get(self, ctx: RequestContext, server_id: str) -> ServerRow:
         """The server, if the caller may see it; another project's is "not found"."""

@@ -76,8 +76,10 @@ class ApiGatewaySection(DatabaseSection):
     reconcile_hosts_per_pass: int = Field(
         200,
         ge=1,
-        description="Hosts whose allocations one reconcile pass compares (round robin), so a "
-        "pass costs the same at 10 or 10,000 hosts.",
+        le=1000,
+        description="Providers one reconcile pass looks at (a page, round robin), so a pass "
+        "costs the same at 10 or 10,000 hosts; of those, only hosts where placement's "
+        "generation or our servers changed since they last agreed are compared.",
     )
     stuck_after_s: float = Field(
         120.0,

@@ -5,7 +5,9 @@ and provider uuid) bound to a lease of a short TTL and refreshes the lease every
 TTL/3 (`HostLease`). When the agent dies the refreshes stop, etcd expires the
 lease and deletes the key within the TTL. Scheduler and api_gateway keep the set
 of live hosts from a watch on the prefix (`HostLiveness`), so they learn of a
-death or an arrival as soon as etcd does, without polling.
+death or an arrival as soon as etcd does, without polling. The watch also keeps
+the hosts by provider uuid, so that a scheduling decision at 10,000 hosts
+looks its candidates up instead of building that map each time.
 
 Both outlive etcd outages on their own: the lease is refreshed, or granted
 anew with the key put again if it expired meanwhile; the watch is re-listed and
@@ -19,7 +21,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import aetcd
@@ -147,6 +150,7 @@ class HostLiveness:
         self._prefix = hosts_prefix(prefix)
         self._conn = EtcdConnection(endpoints, purpose="host liveness", call_timeout=call_timeout)
         self._hosts: dict[str, dict[str, Any]] = {}
+        self._by_provider: dict[str, dict[str, Any]] = {}
         self._connected = False
         self._changed = asyncio.Condition()
         self._first_attempt = asyncio.Event()
@@ -163,6 +167,15 @@ class HostLiveness:
 
     def is_alive(self, host: str) -> bool:
         return host in self._hosts
+
+    def value_of(self, host: str) -> dict[str, Any] | None:
+        """The JSON value a live host registered; None if it is not alive."""
+        return self._hosts.get(host)
+
+    def by_provider(self) -> Mapping[str, dict[str, Any]]:
+        """Live hosts by the provider uuid they registered: a read-only view kept
+        by the watch (no copy), so it follows deaths and arrivals as they come."""
+        return MappingProxyType(self._by_provider)
 
     async def start(self) -> bool:
         self._task = asyncio.create_task(self._follow(), name="host-liveness")
@@ -222,6 +235,9 @@ class HostLiveness:
             appeared = sorted(hosts.keys() - self._hosts.keys())
             gone = sorted(self._hosts.keys() - hosts.keys())
             self._hosts = hosts
+            self._by_provider.clear()
+            for value in hosts.values():
+                self._index(value)
             self._connected = True
             self._changed.notify_all()
         msg = "%d live hosts in etcd (appeared: %s; gone: %s)"
@@ -230,13 +246,29 @@ class HostLiveness:
     async def _apply(self, event: aetcd.Event) -> None:
         host = self._host_of(event.kv.key)
         async with self._changed:
+            held = self._hosts.pop(host, None)
+            if held is not None:
+                self._unindex(held)
             if event.kind == aetcd.EventKind.PUT:
-                if host not in self._hosts:
+                if held is None:
                     log.info("host %s is alive", host)
-                self._hosts[host] = _parse(event.kv.key, event.kv.value)
-            elif self._hosts.pop(host, None) is not None:
+                value = _parse(event.kv.key, event.kv.value)
+                self._hosts[host] = value
+                self._index(value)
+            elif held is not None:
                 log.info("host %s is gone (agent stopped or its lease expired)", host)
             self._changed.notify_all()
+
+    def _index(self, value: dict[str, Any]) -> None:
+        provider = value.get("provider_uuid")
+        if provider:
+            self._by_provider[provider] = value
+
+    def _unindex(self, value: dict[str, Any]) -> None:
+        provider = value.get("provider_uuid")
+        # Only if it is still this host's: another may have registered the uuid since.
+        if provider and self._by_provider.get(provider) is value:
+            del self._by_provider[provider]
 
     async def _set_connected(self, connected: bool) -> None:
         async with self._changed:

@@ -20,6 +20,8 @@ from services.common.config import HostAgentSection
 class HostIdentity:
     host: str
     provider_uuid: str
+    # The uuid was made just now: placement cannot have a provider with it yet.
+    new: bool = False
 
 
 def host_identity(section: HostAgentSection, state_dir: Path) -> HostIdentity:
@@ -35,4 +37,4 @@ def host_identity(section: HostAgentSection, state_dir: Path) -> HostIdentity:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(new + "\n")
     os.replace(tmp, path)
-    return HostIdentity(host, new)
+    return HostIdentity(host, new, new=True)

@@ -8,6 +8,7 @@ no live host behind it keeps host=None: the host-alive filter removes it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,7 @@ class HostState:
 
 
 def host_states(
-    answer: cand_pb.ListAllocationCandidatesResponse, live_by_provider: dict[str, dict[str, Any]]
+    answer: cand_pb.ListAllocationCandidatesResponse, live_by_provider: Mapping[str, dict[str, Any]]
 ) -> list[HostState]:
     """One HostState per host (root provider), first allocation request of each tree."""
     summaries = {s.resource_provider_uuid: s for s in answer.provider_summaries}

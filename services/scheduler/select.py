@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from services.common.config import SchedulerSection
@@ -108,7 +109,7 @@ class Scheduler:
     async def _select(
         self, requests: list[SchedulingRequest], group_providers: list[set[str]]
     ) -> list[Outcome]:
-        live = self._live_by_provider()
+        live = self._liveness.by_provider()
         pools: dict[tuple, Pool] = {}
         for request in requests:
             pools.setdefault(pool_key(request), Pool(request)).instances += len(
@@ -133,7 +134,7 @@ class Scheduler:
             outcomes[index] = outcome
         return outcomes  # type: ignore[return-value]  # every slot is filled above
 
-    async def _sample(self, pool: Pool, live: dict[str, dict[str, Any]]) -> None:
+    async def _sample(self, pool: Pool, live: Mapping[str, dict[str, Any]]) -> None:
         # A random sample first: at 10,000 hosts reading and weighing all of them buys
         # no better choice than the best of a few dozen (see bench/scheduler.py).
         limit = max(self._config.candidate_sample_size, 2 * pool.instances)
@@ -147,7 +148,7 @@ class Scheduler:
         request: SchedulingRequest,
         group_providers: set[str],
         pool: Pool,
-        live: dict[str, dict[str, Any]],
+        live: Mapping[str, dict[str, Any]],
         pending: list[Pick],
     ) -> list[Pick]:
         """A host for every instance of the request, or NoValidHost (and none taken)."""
@@ -189,7 +190,7 @@ class Scheduler:
         return (*self._rank_window(placing, pool.hosts), [])
 
     async def _read_all(
-        self, pool: Pool, live: dict[str, dict[str, Any]], picks: list[Pick]
+        self, pool: Pool, live: Mapping[str, dict[str, Any]], picks: list[Pick]
     ) -> None:
         """Every candidate, with the picks not yet claimed counted against their hosts."""
         pool.hosts, pool.complete = await self._candidates(pool.request, live, 0)
@@ -265,17 +266,10 @@ class Scheduler:
         alternates = ranked[1 : 1 + self._config.max_alternates]
         return Selection(instance_id, _destination(ranked[0]), tuple(map(_destination, alternates)))
 
-    def _live_by_provider(self) -> dict[str, dict[str, Any]]:
-        return {
-            value["provider_uuid"]: value
-            for value in self._liveness.alive().values()
-            if "provider_uuid" in value
-        }
-
     async def _candidates(
         self,
         request: SchedulingRequest,
-        live: dict[str, dict[str, Any]],
+        live: Mapping[str, dict[str, Any]],
         limit: int,
     ) -> tuple[list[HostState], bool]:
         """Host states, and whether they are every candidate there is (not a sample).
@@ -349,7 +343,7 @@ class Scheduler:
         self, placing: Placing, existing: dict[str, dict[str, int]], ranked: list[HostState]
     ) -> Selection:
         root = await self._placement.root_of(next(iter(existing)))
-        live = self._live_by_provider().get(root, {})
+        live = self._liveness.by_provider().get(root, {})
         destination = Destination(live.get("host", ""), live.get("address", ""), root, existing)
         alternates = [h for h in ranked if h.provider_uuid != root][: self._config.max_alternates]
         return Selection(placing.instance_id, destination, tuple(map(_destination, alternates)))

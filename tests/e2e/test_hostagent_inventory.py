@@ -98,3 +98,24 @@ async def test_a_host_name_taken_by_another_provider_is_refused_with_advice(
             rp_pb.ListResourceProvidersRequest(name=taken.name),
         ).resource_providers
     ] == [taken.uuid]
+
+
+async def test_a_host_with_a_new_uuid_creates_its_provider_without_looking_it_up(
+    placement_channel, placement
+):
+    driver = FakeDriver(HostResources(8, 16384, 100), frozenset({"cirros"}))
+    identity = HostIdentity(f"h-{uuid.uuid4().hex[:8]}", str(uuid.uuid4()), new=True)
+    agent = InventoryReporter(placement_channel, identity, driver, HostAgentSection(), SERVICE)
+    looked_up = []
+    existing = agent._existing
+
+    async def spy(provider_uuid):
+        looked_up.append(provider_uuid)
+        return await existing(provider_uuid)
+
+    agent._existing = spy
+    assert await agent.report_if_changed()
+    assert looked_up == [] and placement.get(identity.provider_uuid).name == identity.host
+    driver.resources = HostResources(16, 16384, 100)
+    assert await agent.report_if_changed()  # later reports look up as ever
+    assert looked_up == [identity.provider_uuid]

@@ -240,3 +240,22 @@ async def test_an_unreachable_endpoint_is_skipped_for_the_next_one(etcd_server, 
     finally:
         await host.stop()
         await watcher.stop()
+
+
+async def test_hosts_by_provider_follow_deaths_returns_and_new_values(liveness, etcd, prefix):
+    """The scheduler looks candidates up in this view: kept by the watch, not rebuilt."""
+    key = f"{prefix.rstrip('/')}/hosts/h1".encode()
+    view = liveness.by_provider()
+    await etcd.put(key, b'{"host": "h1", "provider_uuid": "rp-1"}')
+    await until(liveness, lambda: "rp-1" in view, within=2)
+    assert view["rp-1"]["host"] == "h1" and liveness.value_of("h1") == view["rp-1"]
+    await etcd.delete(key)
+    await until(liveness, lambda: not liveness.is_alive("h1"), within=2)
+    assert "rp-1" not in view and liveness.value_of("h1") is None
+    # Back with another provider (its agent's state was wiped): only the new uuid maps.
+    await etcd.put(key, b'{"host": "h1", "provider_uuid": "rp-2"}')
+    await until(liveness, lambda: "rp-2" in view, within=2)
+    assert set(view) == {"rp-2"}
+    await etcd.put(key, b'{"host": "h1", "provider_uuid": "rp-3"}')
+    await until(liveness, lambda: "rp-3" in view, within=2)
+    assert set(view) == {"rp-3"}

@@ -90,3 +90,19 @@ def test_identical_trait_sets_are_held_once():
     index.put(node(1, 0, traits=frozenset({"HW_CPU_X86_AVX2"})))
     index.put(node(2, 0, traits=frozenset({"HW_CPU_X86_AVX2"})))
     assert index.node(1).traits is index.node(2).traits
+
+
+def test_digests_follow_every_put_change_and_removal():
+    index = ProviderIndex()
+    for i in (1, 2, 300):
+        index.put(node(i, 0))
+    index.put(node(3, 1, root_id=1, parent_id=1))
+    index.change(2, 1, used={"VCPU": 2})
+    index.put(node(3, 2, root_id=300, parent_id=300))  # moved to another tree
+    index.remove(1)
+    fresh = ProviderIndex()
+    for i in (2, 3, 300):
+        fresh.put(index.node(i))
+    assert index.digests() == fresh.digests()
+    assert index.digests()[0] == (2, 2 + 3, 1 + 2, 2 + 300, 300)
+    assert index.versions([1]) == {300: (0, 300, None)}

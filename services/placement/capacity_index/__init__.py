@@ -18,9 +18,12 @@ Coherence, by provider generations (every provider write bumps one):
     the values and generations the database returned (state.py explains
     when such a change is exact);
   * other replicas' writes are picked up by a refresh every REFRESH_INTERVAL_S:
-    it reads (id, generation, root, parent) of every provider and reads again
-    only the providers that differ. So another replica's write is seen here
-    within about a second.
+    it compares a digest per bucket of 256 provider ids (count and sums of
+    id, generation, root and parent: one GROUP BY in the database), then
+    (id, generation, root, parent) of the providers in buckets that differ,
+    and reads again only the providers that differ. So another replica's
+    write is seen here within about a second, and an idle refresh moves a
+    row per 256 providers, not one per provider.
   * `in_tree` naming a provider this replica has not seen yet reads that
     tree at once rather than answering "not found".
 

@@ -10,7 +10,7 @@ import logging
 from sqlalchemy import select
 
 from services.common.db import Database
-from services.placement.capacity_index.loading import read_nodes, read_versions
+from services.placement.capacity_index.loading import read_digests, read_nodes, read_versions
 from services.placement.capacity_index.state import ProviderIndex
 from services.placement.models import ProviderRow
 from services.placement.providers import not_found
@@ -54,11 +54,28 @@ class CapacityIndex:
 
     async def refresh(self) -> None:
         """Read again every provider whose generation or place in a tree
-        differs from the database, and forget those deleted there."""
-        before = self.state.versions()
+        differs from the database, and forget those deleted there.
+
+        Digests first (state.py): an idle refresh at 10,000 providers moves 40
+        rows instead of 10,000 versions, and a busy one compares only the
+        buckets where something changed. Taken before the read, a digest here
+        can only lag the database's (this replica applies its writes after
+        they commit, and generations only grow), so equal digests mean nothing
+        to read; the one blind spot is a provider deleted and another created
+        with its id and version within an interval, which comparing versions
+        by id missed as well.
+        """
+        held = self.state.digests()
         removals = self.state.removals
         async with self._db.read() as conn:
-            versions = await read_versions(conn)
+            digests = await read_digests(conn)
+            differ = sorted(
+                b for b in held.keys() | digests.keys() if held.get(b) != digests.get(b)
+            )
+            if not differ:
+                return
+            before = self.state.versions(differ)
+            versions = await read_versions(conn, differ)
             stale = [i for i, version in versions.items() if before.get(i) != version]
             nodes = await read_nodes(conn, stale) if stale else []
         for node in nodes:

@@ -15,6 +15,13 @@ the generation its values were read or written at:
     top of anything older it is still newer than what is held, so its values
     are taken, but the node keeps its old generation: the next refresh sees
     the database ahead and reads the whole provider again.
+
+A refresh finds what changed by comparing digests before versions: the
+providers are bucketed by id (BUCKET_IDS ids a bucket), and each bucket's
+digest is the count and the sums of id, generation, root id and parent id of
+its providers. The index keeps its digests up to date as nodes come and go,
+the database computes its own in one GROUP BY, and only the providers of
+buckets whose digests differ are compared one by one.
 """
 
 from __future__ import annotations
@@ -24,6 +31,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from services.placement.resources import Inventory
+
+# Ids per digest bucket: 40 digests at 10,000 providers, and a changed
+# provider costs the comparison of its bucket's 256 versions.
+BUCKET_IDS = 256
+
+# (count, sum of ids, of generations, of root ids, of parent ids (0 for none))
+Digest = tuple[int, ...]
+Version = tuple[int, int, int | None]  # (generation, root id, parent id)
 
 
 @dataclass(frozen=True, eq=False, slots=True, weakref_slot=True)
@@ -67,6 +82,7 @@ class ProviderIndex:
         # Bumped by every local removal, so a refresh that read the database
         # before the removal does not bring the provider back.
         self.removals = 0
+        self._digests: dict[int, list[int]] = {}  # bucket -> Digest, kept as nodes change
 
     def node(self, provider_id: int) -> ProviderNode | None:
         return self._nodes.get(provider_id)
@@ -87,9 +103,20 @@ class ProviderIndex:
     def root_count(self) -> int:
         return len(self._roots)
 
-    def versions(self) -> dict[int, tuple[int, int, int | None]]:
-        """Provider id -> (generation, root id, parent id): what a refresh compares."""
-        return {i: (n.generation, n.root_id, n.parent_id) for i, n in self._nodes.items()}
+    def digests(self) -> dict[int, Digest]:
+        """Bucket -> digest of the providers held: what a refresh compares first."""
+        return {bucket: tuple(digest) for bucket, digest in self._digests.items()}
+
+    def versions(self, buckets: list[int]) -> dict[int, Version]:
+        """Provider id -> (generation, root id, parent id) of the providers held in
+        these buckets: what a refresh compares where digests differ."""
+        versions = {}
+        for bucket in buckets:
+            for i in range(bucket * BUCKET_IDS, (bucket + 1) * BUCKET_IDS):
+                node = self._nodes.get(i)
+                if node is not None:
+                    versions[i] = (node.generation, node.root_id, node.parent_id)
+        return versions
 
     def put(self, node: ProviderNode) -> None:
         """A provider read whole from the database; kept unless a newer one is held."""
@@ -102,7 +129,7 @@ class ProviderIndex:
         if held is not None and (held.root_id, held.uuid) != (node.root_id, node.uuid):
             self._unlink(held)
             held = None
-        self._nodes[node.id] = node
+        self._replace(node)
         if held is None:
             self._by_uuid[node.uuid] = node.id
             bisect.insort(self._members.setdefault(node.root_id, []), node.id)
@@ -131,23 +158,45 @@ class ProviderIndex:
             current = {
                 rc: _with_used(inv, used[rc]) if rc in used else inv for rc, inv in current.items()
             }
-        self._nodes[provider_id] = ProviderNode(
-            id=held.id,
-            uuid=held.uuid,
-            name=held.name,
-            generation=generation if exact else held.generation,
-            parent_id=held.parent_id,
-            root_id=held.root_id,
-            inventories=current,
-            traits=held.traits if traits is None else self._shared(traits),
-            aggregates=held.aggregates if aggregates is None else self._shared(aggregates),
+        self._replace(
+            ProviderNode(
+                id=held.id,
+                uuid=held.uuid,
+                name=held.name,
+                generation=generation if exact else held.generation,
+                parent_id=held.parent_id,
+                root_id=held.root_id,
+                inventories=current,
+                traits=held.traits if traits is None else self._shared(traits),
+                aggregates=held.aggregates if aggregates is None else self._shared(aggregates),
+            )
         )
 
     def remove(self, provider_id: int) -> None:
         held = self._nodes.pop(provider_id, None)
         if held is not None:
+            self._count(held, -1)
             self._unlink(held)
             self.removals += 1
+
+    def _replace(self, node: ProviderNode) -> None:
+        held = self._nodes.get(node.id)
+        if held is not None:
+            self._count(held, -1)
+        self._nodes[node.id] = node
+        self._count(node, 1)
+
+    def _count(self, node: ProviderNode, sign: int) -> None:
+        """Add a node to its bucket's digest (sign 1) or take it out (-1)."""
+        bucket = node.id // BUCKET_IDS
+        digest = self._digests.setdefault(bucket, [0, 0, 0, 0, 0])
+        digest[0] += sign
+        digest[1] += sign * node.id
+        digest[2] += sign * node.generation
+        digest[3] += sign * node.root_id
+        digest[4] += sign * (node.parent_id or 0)
+        if not digest[0]:
+            del self._digests[bucket]
 
     def _unlink(self, node: ProviderNode) -> None:
         self._by_uuid.pop(node.uuid, None)
