@@ -257,7 +257,10 @@ class HostAgentSection(ServiceSection):
         10.0, gt=0, description="How often the agent compares power states with the driver's."
     )
     liveness_ttl_s: int = Field(
-        10, ge=2, description="TTL (s) of the agent's liveness lease in etcd."
+        15,
+        ge=2,
+        description="TTL (s) of the agent's liveness lease in etcd, renewed every third of "
+        "it: a dead host is seen within this time (bench/results/liveness.md).",
     )
 
 
