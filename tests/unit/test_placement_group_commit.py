@@ -52,9 +52,9 @@ def batches(monkeypatch) -> list[int]:
     sizes: list[int] = []
     together = group_commit._together
 
-    async def spy(conn, requests, written):
+    def spy(conn, requests, written):
         sizes.append(len(requests))
-        return await together(conn, requests, written)
+        return together(conn, requests, written)
 
     monkeypatch.setattr(group_commit, "_together", spy)
     return sizes
