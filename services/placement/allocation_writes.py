@@ -22,7 +22,7 @@ import functools
 from dataclasses import dataclass, field
 
 from sqlalchemy import TextClause, and_, bindparam, case, delete, insert, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from services.common.errors import Conflict, FieldViolation, InvalidArgument
 from services.placement.capacity_index.state import ProviderIndex
@@ -34,9 +34,9 @@ from services.placement.consumers import (
     consumers,
     read_consumer,
 )
-from services.placement.inventories import read_inventories
+from services.placement.inventories import inventories_query
 from services.placement.models import InventoryRow
-from services.placement.resources import fits_sql
+from services.placement.resources import Inventory, fits_sql
 
 _inventories = InventoryRow.__table__
 
@@ -70,9 +70,9 @@ class _Prepared:
     answer: ConsumerAllocations | None = None  # set when nothing is left to do
 
 
-async def _existing(conn: AsyncConnection, request: PutAllocations) -> _Prepared:
+def _existing(conn: Connection, request: PutAllocations) -> _Prepared:
     """A new consumer that exists already: an identical retry, or a conflict."""
-    current = await read_consumer(conn, request.consumer_uuid)
+    current = read_consumer(conn, request.consumer_uuid)
     if current and (current.allocations, current.project_id, current.user_id) == (
         request.allocations,
         request.project_id,
@@ -87,10 +87,10 @@ async def _existing(conn: AsyncConnection, request: PutAllocations) -> _Prepared
     )
 
 
-async def _next_generation(conn: AsyncConnection, request: PutAllocations) -> _Prepared:
+def _next_generation(conn: Connection, request: PutAllocations) -> _Prepared:
     """Take an existing consumer's next generation; read what it holds now."""
     consumer = request.consumer_uuid
-    changed = await conn.execute(
+    changed = conn.execute(
         update(consumers)
         .where(consumers.c.uuid == consumer, consumers.c.generation == request.generation)
         .values(
@@ -100,9 +100,7 @@ async def _next_generation(conn: AsyncConnection, request: PutAllocations) -> _P
         )
     )
     if changed.rowcount == 0:
-        current = await conn.scalar(
-            select(consumers.c.generation).where(consumers.c.uuid == consumer)
-        )
+        current = conn.scalar(select(consumers.c.generation).where(consumers.c.uuid == consumer))
         raise consumer_conflict(
             consumer,
             "it does not exist; omit consumer_generation to create it"
@@ -112,7 +110,7 @@ async def _next_generation(conn: AsyncConnection, request: PutAllocations) -> _P
         )
     old = [
         tuple(r)
-        for r in await conn.execute(
+        for r in conn.execute(
             select(
                 allocations.c.provider_id, allocations.c.resource_class, allocations.c.used
             ).where(allocations.c.consumer_uuid == consumer)
@@ -121,31 +119,31 @@ async def _next_generation(conn: AsyncConnection, request: PutAllocations) -> _P
     return _Prepared(request, request.generation + 1, old)
 
 
-async def _prepare_all(conn: AsyncConnection, requests: list[PutAllocations]) -> list[_Prepared]:
+def _prepare_all(conn: Connection, requests: list[PutAllocations]) -> list[_Prepared]:
     new = [r for r in requests if r.generation is None]
     created: set[str] = set()
     if new:
         params = {}
         for i, r in enumerate(new):
             params.update({f"u{i}": r.consumer_uuid, f"p{i}": r.project_id, f"s{i}": r.user_id})
-        created = set(await conn.scalars(_new_consumers_statement(len(new)), params))
+        created = set(conn.scalars(_new_consumers_statement(len(new)), params))
     prepared = []
     for request in requests:
         if request.generation is not None:
-            prepared.append(await _next_generation(conn, request))
+            prepared.append(_next_generation(conn, request))
         elif request.consumer_uuid in created:
             prepared.append(_Prepared(request, 1, []))
         else:
-            prepared.append(await _existing(conn, request))
+            prepared.append(_existing(conn, request))
     return prepared
 
 
-async def write_all(
-    conn: AsyncConnection, requests: list[PutAllocations], written: Written
+def write_all(
+    conn: Connection, requests: list[PutAllocations], written: Written
 ) -> list[ConsumerAllocations]:
     """Write every request's allocations as one net change: all that the
     consumers held is released first, then all they ask for is taken."""
-    prepared = await _prepare_all(conn, requests)
+    prepared = _prepare_all(conn, requests)
     pending = [p for p in prepared if p.answer is None]
     wanted = sorted({u for p in pending for u in p.request.allocations})
     old = sorted(row for p in pending for row in p.old)
@@ -154,9 +152,7 @@ async def write_all(
     ids: dict[str, int] = {}
     old_ids = sorted({row[0] for row in old})
     if wanted or old_ids:
-        bumped = await conn.execute(
-            _BUMP_PROVIDERS, {"uuids": wanted or [""], "ids": old_ids or [0]}
-        )
+        bumped = conn.execute(_BUMP_PROVIDERS, {"uuids": wanted or [""], "ids": old_ids or [0]})
         for provider_uuid, provider_id, generation in bumped:
             ids[provider_uuid] = provider_id
             written.generations[provider_id] = generation
@@ -177,7 +173,7 @@ async def write_all(
         for resource_class, amount in resources.items()
     )
     if old:
-        released = await conn.execute(
+        released = conn.execute(
             update(_inventories)
             .where(or_(*(_row(pid, rc) for pid, rc, _ in old)))
             .values(used=_inventories.c.used - case(*((_row(pid, rc), n) for pid, rc, n in old)))
@@ -189,10 +185,10 @@ async def write_all(
             written.took(*row)
     holders = [p.request.consumer_uuid for p in pending if p.old]
     if holders:
-        await conn.execute(delete(allocations).where(allocations.c.consumer_uuid.in_(holders)))
+        conn.execute(delete(allocations).where(allocations.c.consumer_uuid.in_(holders)))
     if new:
-        await _take(conn, new, uuids, written)
-        await conn.execute(
+        _take(conn, new, uuids, written)
+        conn.execute(
             insert(allocations),
             [
                 {"consumer_uuid": c, "provider_id": p, "resource_class": rc, "used": n}
@@ -202,7 +198,7 @@ async def write_all(
     emptied = [p.request.consumer_uuid for p in pending if not p.request.allocations]
     if emptied:
         # Nothing held any more: forget the consumer, as a delete would.
-        await conn.execute(delete(consumers).where(consumers.c.uuid.in_(emptied)))
+        conn.execute(delete(consumers).where(consumers.c.uuid.in_(emptied)))
     return [
         p.answer
         or (
@@ -263,8 +259,8 @@ def _take_statement(rows: int) -> TextClause:
     )
 
 
-async def _take(
-    conn: AsyncConnection,
+def _take(
+    conn: Connection,
     new: list[tuple[int, str, int, str]],
     uuids: dict[int, str],
     written: Written,
@@ -286,11 +282,11 @@ async def _take(
             rounds.append(free)
         free[key] = amount
     for merged in rounds:
-        await _take_round(conn, merged, uuids, written)
+        _take_round(conn, merged, uuids, written)
 
 
-async def _take_round(
-    conn: AsyncConnection,
+def _take_round(
+    conn: Connection,
     merged: dict[tuple[int, str], int],
     uuids: dict[int, str],
     written: Written,
@@ -299,15 +295,13 @@ async def _take_round(
     for i, ((provider_id, resource_class), amount) in enumerate(merged.items()):
         params.update({f"p{i}": provider_id, f"c{i}": resource_class, f"n{i}": amount})
     taken = set()
-    for provider_id, resource_class, used in await conn.execute(
-        _take_statement(len(merged)), params
-    ):
+    for provider_id, resource_class, used in conn.execute(_take_statement(len(merged)), params):
         taken.add((provider_id, resource_class))
         written.took(provider_id, resource_class, used)
     refused = merged.keys() - taken
     if refused:
         provider_id, resource_class = min(refused)
-        raise await _explain_refusal(
+        raise _explain_refusal(
             conn,
             uuids[provider_id],
             provider_id,
@@ -316,11 +310,13 @@ async def _take_round(
         )
 
 
-async def _explain_refusal(
-    conn: AsyncConnection, provider_uuid: str, provider_id: int, resource_class: str, amount: int
+def _explain_refusal(
+    conn: Connection, provider_uuid: str, provider_id: int, resource_class: str, amount: int
 ) -> Exception:
     """Why a conditional claim matched no row: a bad request, or no room."""
-    found = await read_inventories(conn, provider_id, resource_class)
+    found = [
+        Inventory(*row) for row in conn.execute(inventories_query(provider_id, resource_class))
+    ]
     where = f"{resource_class} on resource provider {provider_uuid}"
     if not found:
         return InvalidArgument(

@@ -12,6 +12,7 @@ usage go to this replica's capacity index.
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
 
 from services.common.db import Database
 from services.common.errors import InvalidArgument
@@ -47,30 +48,19 @@ class Allocations:
                 "each consumer may appear once in a batch", code="placement.duplicate_consumer"
             )
         written = Written()
-        async with self._db.write() as conn:
-            answers = await write_all(conn, requests, written)
+        answers = await self._db.run_write(write_all, requests, written)
         written.apply_to(self._index)
         return answers
 
     async def get(self, consumer_uuid: str) -> ConsumerAllocations:
         async with self._db.read() as conn:
-            return await read_consumer(conn, consumer_uuid) or ConsumerAllocations(consumer_uuid)
+            held = await conn.run_sync(read_consumer, consumer_uuid)
+        return held or ConsumerAllocations(consumer_uuid)
 
     async def delete(self, consumer_uuid: str, generation: int | None) -> None:
         """Release everything the consumer holds. A missing consumer is already deleted."""
         written = Written()
-        async with self._db.write() as conn:
-            current = await conn.scalar(
-                select(consumers.c.generation).where(consumers.c.uuid == consumer_uuid)
-            )
-            if current is None:
-                return
-            if generation is not None and generation != current:
-                raise consumer_conflict(
-                    consumer_uuid,
-                    f"it is at generation {current}, not {generation}; read it again and retry",
-                )
-            await write_all(conn, [PutAllocations(consumer_uuid, current, "", "", {})], written)
+        await self._db.run_write(_release, consumer_uuid, generation, written)
         written.apply_to(self._index)
 
     async def project_usages(self, project_id: str) -> dict[str, int]:
@@ -82,3 +72,17 @@ class Allocations:
                 .group_by(allocations.c.resource_class)
             )
             return {rc: int(total) for rc, total in rows}
+
+
+def _release(
+    conn: Connection, consumer_uuid: str, generation: int | None, written: Written
+) -> None:
+    current = conn.scalar(select(consumers.c.generation).where(consumers.c.uuid == consumer_uuid))
+    if current is None:
+        return
+    if generation is not None and generation != current:
+        raise consumer_conflict(
+            consumer_uuid,
+            f"it is at generation {current}, not {generation}; read it again and retry",
+        )
+    write_all(conn, [PutAllocations(consumer_uuid, current, "", "", {})], written)

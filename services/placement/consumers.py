@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from services.common.errors import Conflict
 from services.placement.models import AllocationRow, ConsumerRow, ProviderRow
@@ -40,9 +40,9 @@ def consumer_conflict(consumer_uuid: str, message: str) -> Conflict:
     return Conflict(f"consumer {consumer_uuid}: {message}", code="placement.concurrent_update")
 
 
-async def read_consumer(conn: AsyncConnection, consumer_uuid: str) -> ConsumerAllocations | None:
+def read_consumer(conn: Connection, consumer_uuid: str) -> ConsumerAllocations | None:
     row = (
-        await conn.execute(
+        conn.execute(
             select(consumers.c.generation, consumers.c.project_id, consumers.c.user_id).where(
                 consumers.c.uuid == consumer_uuid
             )
@@ -51,7 +51,7 @@ async def read_consumer(conn: AsyncConnection, consumer_uuid: str) -> ConsumerAl
     if row is None:
         return None
     held: Holdings = {}
-    rows = await conn.execute(
+    rows = conn.execute(
         select(_providers.c.uuid, allocations.c.resource_class, allocations.c.used)
         .join(_providers, _providers.c.id == allocations.c.provider_id)
         .where(allocations.c.consumer_uuid == consumer_uuid)

@@ -26,7 +26,7 @@ error, retryable as before.
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from services.common.batching import Batcher
 from services.common.db import Database
@@ -66,28 +66,25 @@ class GroupCommit:
 
     async def _transaction(self, requests: list[PutAllocations], write) -> list[Outcome]:
         written = Written()
-        async with self._db.write() as conn:
-            outcomes = await write(conn, requests, written)
+        outcomes = await self._db.run_write(write, requests, written)
         written.apply_to(self._index)
         return outcomes
 
 
-async def _together(
-    conn: AsyncConnection, requests: list[PutAllocations], written: Written
-) -> list[Outcome]:
-    return list(await write_all(conn, requests, written))
+def _together(conn: Connection, requests: list[PutAllocations], written: Written) -> list[Outcome]:
+    return list(write_all(conn, requests, written))
 
 
-async def _one_by_one(
-    conn: AsyncConnection, requests: list[PutAllocations], written: Written
+def _one_by_one(
+    conn: Connection, requests: list[PutAllocations], written: Written
 ) -> list[Outcome]:
     """Each claim in a savepoint of its own: a refused one is rolled back alone."""
     outcomes: list[Outcome] = []
     for request in requests:
         alone = Written()
         try:
-            async with conn.begin_nested():
-                outcomes += await write_all(conn, [request], alone)
+            with conn.begin_nested():
+                outcomes += write_all(conn, [request], alone)
             written.add(alone)
         except StratusError as refused:
             outcomes.append(refused)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import Database
@@ -49,10 +49,9 @@ def with_defaults(inventory: Inventory, field: str) -> Inventory:
     return filled
 
 
-async def read_inventories(
-    conn: AsyncConnection, provider_id: int, resource_class: str | None = None
-) -> list[Inventory]:
-    """The provider's inventories (or only the one of `resource_class`), by class."""
+def inventories_query(provider_id: int, resource_class: str | None = None) -> Select:
+    """The provider's inventories (or only the one of `resource_class`), by
+    class, as rows of Inventory's fields."""
     query = (
         select(
             inventories.c.resource_class, *(inventories.c[c] for c in _COLUMNS), inventories.c.used
@@ -62,7 +61,11 @@ async def read_inventories(
     )
     if resource_class is not None:
         query = query.where(inventories.c.resource_class == resource_class)
-    return [Inventory(*row) for row in await conn.execute(query)]
+    return query
+
+
+async def read_inventories(conn: AsyncConnection, provider_id: int) -> list[Inventory]:
+    return [Inventory(*row) for row in await conn.execute(inventories_query(provider_id))]
 
 
 def _in_use(provider: Provider, inventory: Inventory, used: int) -> Conflict:

@@ -7,9 +7,10 @@ import asyncio
 import uuid
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from services.common.db import Database, resolve_url
-from services.common.errors import Conflict
+from services.common.errors import Conflict, Unavailable
 from services.placement import group_commit
 from services.placement.allocations import Allocations, PutAllocations
 from services.placement.app import MIGRATIONS
@@ -52,9 +53,9 @@ def batches(monkeypatch) -> list[int]:
     sizes: list[int] = []
     together = group_commit._together
 
-    async def spy(conn, requests, written):
+    def spy(conn, requests, written):
         sizes.append(len(requests))
-        return await together(conn, requests, written)
+        return together(conn, requests, written)
 
     monkeypatch.setattr(group_commit, "_together", spy)
     return sizes
@@ -88,3 +89,28 @@ async def test_a_retry_racing_its_original_is_answered_with_the_same_claim(place
     assert first == retry
     node = index.state.node(index.state.id_of(next(iter(request.allocations))))
     assert node.inventories["VCPU"].used == 1  # counted once
+
+
+async def test_a_database_lost_mid_batch_fails_every_claim_retryably(placement, monkeypatch):
+    db, index = placement
+    allocations = Allocations(db, index.state)
+    provider = await host(db, index, 8)
+    write_all = group_commit.write_all
+
+    def lost_after_writing(conn, requests, written):
+        write_all(conn, requests, written)
+        raise OperationalError("COMMIT", {}, ConnectionError("server closed the connection"))
+
+    monkeypatch.setattr(group_commit, "write_all", lost_after_writing)
+    claims = [claim(provider) for _ in range(4)]
+    outcomes = await asyncio.gather(*(allocations.put(c) for c in claims), return_exceptions=True)
+    assert all(isinstance(o, Unavailable) for o in outcomes), outcomes
+    assert {o.code for o in outcomes} == {"stratus.database_unavailable"}
+    # Nothing was written, and the index did not take what was rolled back.
+    monkeypatch.undo()
+    for request in claims:
+        assert (await allocations.get(request.consumer_uuid)).allocations == {}
+    assert index.state.node(index.state.id_of(provider)).inventories["VCPU"].used == 0
+    # The database is back: the same claims go through.
+    await asyncio.gather(*(allocations.put(c) for c in claims))
+    assert index.state.node(index.state.id_of(provider)).inventories["VCPU"].used == 4
