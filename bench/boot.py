@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.boot [--hosts 1000,10000] [--servers 10000[,single=N,...]]
                                    [--clients 8] [--variants single,multi,anti-affinity]
-                                   [--databases sqlite,postgresql] [--rates 500] [--quick]
+                                   [--databases sqlite,postgresql] [--rates multi=500] [--quick]
 
 For each database and host count it starts the real mesh (bench/mesh.py: a
 fresh database, N simulated hosts) and, per variant, K clients each with its
@@ -13,11 +13,12 @@ own project and token boot M servers (flavor m1.tiny) through Envoy:
     group of 10 members, fewer on a smaller mesh (the client creates the groups).
 Each client sends its next create as soon as the last is answered (closed
 loop: the most the mesh can take; create latency is then mostly queueing,
-clients x servers per create / boots per second). With --rates R the
-variant runs again open loop: creates leave at a fixed pace of R servers/s
+clients x servers per create / boots per second). With --rates V=R
+variant V runs again open loop: creates leave at a fixed pace of R servers/s
 shared by the clients, whatever the answers, so the create latency is that
 of a mesh serving R boots/s. It waits until no server is in BUILD, then
-deletes them all and waits until they are gone. Measured:
+deletes them all, each client with 8 deletes out at once, and waits until
+they are gone. Measured:
   * boots/s: servers ACTIVE over the time from the first create sent to the
     last server ACTIVE (the server's update_time when it went ACTIVE);
   * create latency p50/p95/p99: POST /v1/servers as the client saw it;
@@ -52,6 +53,7 @@ from bench.spans import SpanLogs
 
 FLAVOR = "m1.tiny"
 GROUP_SIZE = 10
+DELETES_IN_FLIGHT = 8  # per client
 # api_gateway schedules the builds that queue together in one call.
 SELECT = ("SchedulerService/SelectDestinations", "SchedulerService/BatchSelectDestinations")
 PLACEMENT = (
@@ -94,7 +96,7 @@ def _time(value: str) -> float:
 
 
 class Client:
-    """One benchmark client: its own project and token, one connection to the edge."""
+    """One benchmark client: its own project and token, its own connections to the edge."""
 
     def __init__(self, mesh: BenchMesh, index: int, tag: str, connections: int = 1) -> None:
         token = mesh.token(project=f"bench-{tag}-{index}", user=f"u{index}", roles=["member"])
@@ -140,8 +142,15 @@ class Client:
         self.ids += [s["id"] for s in reply["servers"]]
 
     async def delete_all(self) -> None:
-        for server_id in self.ids:
-            await self.http.delete(f"/v1/servers/{server_id}")
+        """Several deletes out at once (one per connection): a user tearing down
+        a fleet does not wait for each delete before the next."""
+        pending = iter(self.ids)
+
+        async def one_at_a_time() -> None:
+            for server_id in pending:
+                await self.http.delete(f"/v1/servers/{server_id}")
+
+        await asyncio.gather(*(one_at_a_time() for _ in range(DELETES_IN_FLIGHT)))
 
     async def close(self) -> None:
         await self.http.close()
@@ -163,7 +172,9 @@ async def run_variant(
     # Hard anti-affinity needs a host per member: a small mesh gets smaller groups.
     variant = replace(variant, group_size=min(variant.group_size, mesh.hosts))
     # Paced, a client may have several creates out at once.
-    workers = [Client(mesh, i, tag, connections=64 if rate else 1) for i in range(clients)]
+    workers = [
+        Client(mesh, i, tag, connections=64 if rate else DELETES_IN_FLIGHT) for i in range(clients)
+    ]
     share = [servers // clients + (i < servers % clients) for i in range(clients)]
     spans = SpanLogs(mesh.service_logs())
     cpu = CpuMeter(_parts(mesh))
@@ -233,7 +244,7 @@ async def measure(args, database: str, hosts: int) -> list[dict]:
     )
     try:
         for name in args.variants.split(","):
-            for rate in [0.0, *(r for r in args.rates if r)]:
+            for rate in [0.0, *args.rates.get(name, [])]:
                 servers = args.servers.get(name, args.servers[""])
                 row = await run_variant(mesh, VARIANTS[name], servers, args.clients, rate)
                 row |= {"database": database, "hosts": hosts}
@@ -331,6 +342,15 @@ def _servers(value: str) -> dict[str, int]:
     return counts
 
 
+def _rates(value: str) -> dict[str, list[float]]:
+    """'multi=500,multi=700': paced rates per variant name."""
+    rates: dict[str, list[float]] = {}
+    for part in value.split(","):
+        name, _, rate = part.partition("=")
+        rates.setdefault(name, []).append(float(rate))
+    return rates
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", default="1000,10000")
@@ -346,9 +366,9 @@ async def main() -> None:
     parser.add_argument("--trace-ratio", type=float, default=0.0)
     parser.add_argument(
         "--rates",
-        type=lambda v: [float(r) for r in v.split(",") if r],
-        default=[],
-        help="also run each variant paced (open loop) at these servers/s, e.g. 500",
+        type=_rates,
+        default={},
+        help="also run variants paced (open loop) at servers/s: multi=500,single=100",
     )
     parser.add_argument(
         "--quick", action="store_true", help="4 hosts, 200 servers, SQLite: a smoke run"
@@ -372,7 +392,7 @@ async def main() -> None:
     (RESULTS / "boot.md").write_text(
         "# Boot benchmark\n\n"
         f"`{command}` on {os.cpu_count()} cores: etcd, Envoy, every service, the simulated "
-        f"hosts and the {args.clients} clients (aiohttp, one connection each) share them. "
+        f"hosts and the {args.clients} clients (aiohttp) share them. "
         f"Flavor {FLAVOR}; anti-affinity groups of {GROUP_SIZE}. "
         "A variant with @R/s ran open loop, creates sent at R servers/s whatever the "
         "answers (latency from each create's slot); the others closed loop, each client "
