@@ -9,7 +9,7 @@ import uuid
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from services.common.db import Database, resolve_url
+from services.common.db import Database
 from services.common.errors import Conflict, Unavailable
 from services.placement import group_commit
 from services.placement.allocations import Allocations, PutAllocations
@@ -20,15 +20,9 @@ from services.placement.providers import ResourceProviders
 from services.placement.resources import Inventory
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path, postgres) -> str:
-    configured = postgres.new() if request.param == "postgresql" else ""
-    return resolve_url(configured, tmp_path, "placement")
-
-
 @pytest.fixture
-async def placement(database_url):
-    db = Database(database_url)
+async def placement(placement_database_url):
+    db = Database(placement_database_url)
     await db.migrate(MIGRATIONS)
     index = CapacityIndex(db)
     yield db, index

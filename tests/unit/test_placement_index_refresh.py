@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from services.common.db import Database, resolve_url
+from services.common.db import Database
 from services.placement.app import MIGRATIONS
 from services.placement.capacity_index import refresh
 from services.placement.capacity_index.refresh import CapacityIndex
@@ -20,16 +20,10 @@ from services.placement.resources import Inventory
 PROVIDERS = BUCKET_IDS + 10  # two buckets of ids
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path, postgres) -> str:
-    configured = postgres.new() if request.param == "postgresql" else ""
-    return resolve_url(configured, tmp_path, "placement")
-
-
 @pytest.fixture
-async def replicas(database_url):
+async def replicas(placement_database_url):
     """(writer, reader): the writer's index sees its own writes, the reader's refreshes."""
-    db = Database(database_url)
+    db = Database(placement_database_url)
     await db.migrate(MIGRATIONS)
     writer, reader = CapacityIndex(db), CapacityIndex(db)
     yield db, writer, reader
