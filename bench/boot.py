@@ -209,8 +209,8 @@ async def run_variant(
     last_active = max(_time(s["update_time"]) for s in active) if active else created
     to_active = [(_time(s["update_time"]) - _time(s["create_time"])) * 1000 for s in active]
     latencies = [ms for w in workers for ms in w.latencies]
-    select = spans.durations(SELECT) or [0.0]
-    placement = spans.per_trace(PLACEMENT) or [0.0]
+    select = spans.durations(SELECT)
+    placement = spans.per_trace(PLACEMENT)
     booted = max(len(active), 1)
     return {
         "variant": variant.name + (f" @{rate:.0f}/s" if rate else ""),
@@ -223,11 +223,12 @@ async def run_variant(
         "create_p99": percentile(latencies, 0.99),
         "active_p50": percentile(to_active, 0.50) if to_active else 0.0,
         "active_p99": percentile(to_active, 0.99) if to_active else 0.0,
-        "select_p50": percentile(select, 0.50),
-        "select_p99": percentile(select, 0.99),
-        "placement_p50": percentile(placement, 0.50),
-        "placement_p99": percentile(placement, 0.99),
-        "traced_selects": len(spans.durations(SELECT)),
+        # None without traced requests (--trace-ratio 0): nothing was measured.
+        "select_p50": percentile(select, 0.50) if select else None,
+        "select_p99": percentile(select, 0.99) if select else None,
+        "placement_p50": percentile(placement, 0.50) if placement else None,
+        "placement_p99": percentile(placement, 0.99) if placement else None,
+        "traced_selects": len(select),
         "deletes_per_s": len(active) / delete_s,
         "boot_cpu_ms": {part: ms / booted for part, ms in boot_cpu.items()},
         "delete_cpu_ms": {part: ms / booted for part, ms in delete_cpu.items()},
@@ -255,6 +256,10 @@ async def measure(args, database: str, hosts: int) -> list[dict]:
     return rows
 
 
+def _pair(p50: float | None, p99: float | None) -> str:
+    return "n/a" if p50 is None or p99 is None else f"{p50:.1f} / {p99:.1f}"
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| database | hosts | variant | servers (errors) | boots/s | create p50 / p95 / p99 (ms) "
@@ -268,8 +273,8 @@ def table(rows: list[dict]) -> str:
             f"| {r['active']:,} ({r['errors']}) | {r['boots_per_s']:.0f} "
             f"| {r['create_p50']:.0f} / {r['create_p95']:.0f} / {r['create_p99']:.0f} "
             f"| {r['active_p50']:.0f} / {r['active_p99']:.0f} "
-            f"| {r['select_p50']:.1f} / {r['select_p99']:.1f} "
-            f"| {r['placement_p50']:.1f} / {r['placement_p99']:.1f} "
+            f"| {_pair(r['select_p50'], r['select_p99'])} "
+            f"| {_pair(r['placement_p50'], r['placement_p99'])} "
             f"| {r['deletes_per_s']:.0f} |"
         )
     return "\n".join(lines)
