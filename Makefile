@@ -43,13 +43,14 @@ $(STAMP): pyproject.toml tools/install_deps.sh tools/setup_podman.sh deploy/podm
 	touch $@
 
 bench-placement: gen
-	$(BIN)/python -m bench.placement --sizes 1000,10000 --databases sqlite,postgresql
+	$(BIN)/python -m bench.placement --sizes 1000,10000 --databases sqlite,postgresql --claims 3000
 
 bench-scheduler: gen
 	$(BIN)/python -m bench.scheduler --sizes 1000,10000 --samples 10,50,200,0
 
 bench-boot: gen
-	$(BIN)/python -m bench.boot --hosts 1000,10000 --servers 10000 --databases sqlite,postgresql
+	$(BIN)/python -m bench.boot --hosts 1000,10000 --servers 10000,single=2000,anti-affinity=500 \
+		--variants multi,single,anti-affinity --rates multi=500 --databases sqlite,postgresql
 
 bench-api: gen
 	$(BIN)/python -m bench.api --databases sqlite,postgresql
