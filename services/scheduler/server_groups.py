@@ -5,7 +5,8 @@ same moment; each would see the other's member nowhere yet and could put
 both on one host. So a decision about a group's members runs under an etcd
 lock on the group, and the members are recorded in etcd (before their claims,
 so a crash between the two never hides a claimed member). Where a member is
-comes from placement, the truth about claims: its allocation's root provider.
+comes from placement, the truth about claims: its allocation's root provider,
+read for all the group's members in one call.
 A recorded member without an allocation is gone (deleted, or its claim
 failed) and is dropped.
 """
@@ -58,11 +59,12 @@ class ServerGroups:
             found = await self._conn.client().get_prefix(prefix)
             members = [kv.key[len(prefix) :].decode() for kv in found]
         members = [m for m in members if m not in excluding]
-        placed = await asyncio.gather(*(self._placement.allocations_of(m) for m in members))
-        gone = [m for m, allocations in zip(members, placed, strict=True) if not allocations]
+        # One read for the whole group: a decision costs placement one query, not one per member.
+        placed = await self._placement.allocations_of_many(members) if members else {}
+        gone = [m for m in members if not placed.get(m)]
         if gone:
             await self.forget(group_id, gone)
-        providers = {rp for allocations in placed for rp in allocations}
+        providers = {rp for allocations in placed.values() for rp in allocations}
         return set(await asyncio.gather(*(self._placement.root_of(rp) for rp in providers)))
 
     async def record(self, group_id: str, instance_ids: tuple[str, ...]) -> None:
