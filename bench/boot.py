@@ -61,6 +61,7 @@ PLACEMENT = (
     "AllocationService/PutAllocations",
     "AllocationService/BatchPutAllocations",
     "AllocationService/GetAllocations",
+    "AllocationService/BatchGetAllocations",
 )
 QUOTA = ("QuotaService/Claim", "QuotaService/ClaimBatch")
 

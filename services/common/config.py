@@ -126,7 +126,11 @@ class SchedulerSection(ServiceSection):
         1.0, ge=0, description="How strongly soft-anti-affinity avoids hosts of the group."
     )
     group_lock_ttl_s: int = Field(
-        30, ge=5, description="TTL of the etcd lock held while placing a server group's members."
+        30,
+        ge=5,
+        description="TTL (s) of the etcd lease behind the lock held while placing a server "
+        "group's members: a replica that dies holding it frees it within the TTL; a lock lasts "
+        "at least two thirds of it.",
     )
 
 

@@ -26,6 +26,7 @@ from services.placement.consumers import (
     consumer_conflict,
     consumers,
     read_consumer,
+    read_consumers,
 )
 from services.placement.group_commit import GroupCommit
 
@@ -56,6 +57,11 @@ class Allocations:
         async with self._db.read() as conn:
             held = await conn.run_sync(read_consumer, consumer_uuid)
         return held or ConsumerAllocations(consumer_uuid)
+
+    async def get_many(self, consumer_uuids: list[str]) -> list[ConsumerAllocations]:
+        """The consumers among those asked that hold something, in the order asked."""
+        async with self._db.read() as conn:
+            return await conn.run_sync(read_consumers, consumer_uuids)
 
     async def delete(self, consumer_uuid: str, generation: int | None) -> None:
         """Release everything the consumer holds. A missing consumer is already deleted."""

@@ -24,6 +24,8 @@ CALL_TIMEOUT_S = 30
 CLAIM_ATTEMPTS = 3
 # BatchPutAllocations takes at most this many consumers per call.
 MAX_BATCH_CLAIMS = 100
+# BatchGetAllocations reads at most this many consumers per call.
+MAX_BATCH_READS = 1000
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,24 @@ class PlacementClient:
             self._allocations.GetAllocations, alloc_pb.GetAllocationsRequest(consumer_uuid=consumer)
         )
         return {a.resource_provider_uuid: dict(a.resources) for a in reply.allocations}
+
+    async def allocations_of_many(
+        self, consumers: list[str]
+    ) -> dict[str, dict[str, dict[str, int]]]:
+        """Allocations of those consumers that hold any, one call per MAX_BATCH_READS."""
+        held: dict[str, dict[str, dict[str, int]]] = {}
+        for start in range(0, len(consumers), MAX_BATCH_READS):
+            reply = await self._call(
+                self._allocations.BatchGetAllocations,
+                alloc_pb.BatchGetAllocationsRequest(
+                    consumer_uuids=consumers[start : start + MAX_BATCH_READS]
+                ),
+            )
+            for consumer in reply.consumers:
+                held[consumer.consumer_uuid] = {
+                    a.resource_provider_uuid: dict(a.resources) for a in consumer.allocations
+                }
+        return held
 
     async def release(self, consumer: str) -> None:
         await self._call(

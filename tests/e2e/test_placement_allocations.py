@@ -7,7 +7,7 @@ import pytest
 from stratus.placement.v1 import allocations_pb2 as pb
 from stratus.placement.v1 import resource_providers_pb2 as rp_pb
 
-from tests.placement_client import new_uuid, reason, rpc_error
+from tests.placement_client import Placement, new_uuid, reason, rpc_error
 
 
 def test_claim_records_allocations_and_usage(placement):
@@ -224,3 +224,66 @@ def test_project_usages_add_up_a_projects_consumers(placement):
         placement.allocations.GetProjectUsages, pb.GetProjectUsagesRequest(project_id=project)
     )
     assert dict(usages.usages) == {"VCPU": 5, "MEMORY_MB": 2048}
+
+
+def batch_get(placement, *consumers: str) -> pb.BatchGetAllocationsResponse:
+    return placement.call(
+        placement.allocations.BatchGetAllocations,
+        pb.BatchGetAllocationsRequest(consumer_uuids=consumers),
+    )
+
+
+def test_a_batch_read_answers_the_consumers_that_hold_something(placement):
+    a = placement.provider(VCPU=8, MEMORY_MB=4096)
+    b = placement.provider(DISK_GB=100)
+    first, second, released, unknown = new_uuid(), new_uuid(), new_uuid(), new_uuid()
+    placement.claim(first, {a.uuid: {"VCPU": 2, "MEMORY_MB": 1024}, b.uuid: {"DISK_GB": 10}})
+    placement.claim(second, {a.uuid: {"VCPU": 1}}, project="project-b")
+    placement.claim(released, {a.uuid: {"VCPU": 1}})
+    placement.call(
+        placement.allocations.DeleteAllocations, pb.DeleteAllocationsRequest(consumer_uuid=released)
+    )
+
+    reply = batch_get(placement, second, unknown, released, first)
+
+    # Absent when holding nothing; the others in the order asked, as GetAllocations answers them.
+    assert [c.consumer_uuid for c in reply.consumers] == [second, first]
+    assert list(reply.consumers) == [
+        placement.call(
+            placement.allocations.GetAllocations, pb.GetAllocationsRequest(consumer_uuid=c)
+        )
+        for c in (second, first)
+    ]
+    assert reply.consumers[0].project_id == "project-b"
+    held = {h.resource_provider_uuid: dict(h.resources) for h in reply.consumers[1].allocations}
+    assert held == {
+        a.uuid: {"VCPU": 2, "MEMORY_MB": 1024},
+        b.uuid: {"DISK_GB": 10},
+    }
+    assert list(batch_get(placement, unknown).consumers) == []
+
+
+def test_a_batch_read_refuses_bad_ids_and_changes_nothing(placement):
+    rp = placement.provider(VCPU=4)
+    consumer = new_uuid()
+    placement.claim(consumer, {rp.uuid: {"VCPU": 2}})
+    too_many = [new_uuid() for _ in range(1001)]
+    for bad, field in (
+        ([consumer, "not-a-uuid"], "consumer_uuids[1]"),
+        ([consumer, consumer], "consumer_uuids"),
+        ([], "consumer_uuids"),
+        (too_many, "consumer_uuids"),
+    ):
+        error = rpc_error(lambda ids=bad: batch_get(placement, *ids))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, bad[:2]
+        assert field in error.details()
+    assert len(batch_get(placement, *too_many[:1000]).consumers) == 0
+    assert placement.held(consumer) == {rp.uuid: {"VCPU": 2}}
+    assert placement.usages(rp.uuid) == {"VCPU": 2}
+
+
+def test_members_cannot_read_allocations_in_batch(mesh):
+    with mesh.channel("placement") as channel:
+        member = Placement(channel, metadata=(("x-stratus-roles", "member"),))
+        error = rpc_error(lambda: batch_get(member, new_uuid()))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from tests.harness import ADMIN, MEMBER
+from tests.placement_client import Placement
 
 BASE = "/v1/placement/resource_providers"
 
@@ -92,6 +93,30 @@ def test_provider_inventory_and_candidates_over_rest(admin):
     assert usages.status_code == 200
 
 
+def test_allocations_of_several_consumers_in_one_request(mesh, admin):
+    with mesh.channel("placement") as channel:
+        placement = Placement(channel)
+        provider = placement.provider(VCPU=4)
+        consumer, unknown = str(uuid.uuid4()), str(uuid.uuid4())
+        placement.claim(consumer, {provider.uuid: {"VCPU": 2}})
+    found = admin.post(
+        "/v1/placement/allocations:batchGet", json={"consumer_uuids": [unknown, consumer]}
+    )
+    assert found.status_code == 200, found.text
+    (held,) = found.json()["consumers"]
+    assert held["consumer_uuid"] == consumer and held["consumer_generation"] == 1
+    assert held["allocations"] == [
+        {"resource_provider_uuid": provider.uuid, "resources": {"VCPU": 2}}
+    ]
+    bad = admin.post(
+        "/v1/placement/allocations:batchGet", json={"consumer_uuids": [consumer, "not-a-uuid"]}
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"]["field_violations"][0]["field"] == "consumer_uuids[1]"
+    typo = admin.post("/v1/placement/allocations:batchGet", json={"consumer_uuid": [consumer]})
+    assert typo.status_code == 400
+
+
 def test_stale_generation_is_a_409_with_a_stable_code(admin):
     provider = admin.post(BASE, json={"name": f"host-{uuid.uuid4().hex[:8]}"}).json()
     admin.put(
@@ -136,3 +161,5 @@ def test_unknown_fields_and_bad_values_are_400(admin):
 def test_members_are_refused(mesh):
     with mesh.rest(MEMBER) as member:
         assert member.get(BASE).status_code == 403
+        batch = {"consumer_uuids": [str(uuid.uuid4())]}
+        assert member.post("/v1/placement/allocations:batchGet", json=batch).status_code == 403

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from stratus.placement.v1 import allocations_pb2 as alloc_pb
 from stratus.scheduler.v1 import scheduler_pb2 as pb
 
 from services.common.status_details import from_status
@@ -134,6 +135,21 @@ def test_hard_group_policies_hold_across_requests(hosts, stub, policy):
         with pytest.raises(grpc.RpcError) as full:
             select(stub, select_request(hosts, server_group=group))
         assert "4 removed by anti-affinity" in full.value.details()
+
+
+def test_a_member_whose_claim_is_released_no_longer_holds_its_host(hosts, stub):
+    hosts.add(3)
+    group = pb.ServerGroup(id=new_uuid(), policy=pb.SERVER_GROUP_POLICY_ANTI_AFFINITY)
+    placed = select(stub, select_request(hosts, count=3, server_group=group)).selections
+    with pytest.raises(grpc.RpcError):
+        select(stub, select_request(hosts, server_group=group))
+    deleted = placed[1]
+    hosts.placement.call(
+        hosts.placement.allocations.DeleteAllocations,
+        alloc_pb.DeleteAllocationsRequest(consumer_uuid=deleted.instance_id),
+    )
+    (replacement,) = select(stub, select_request(hosts, server_group=group)).selections
+    assert replacement.destination.host == deleted.destination.host
 
 
 def test_only_services_and_admins_may_schedule(hosts, stub):

@@ -74,6 +74,11 @@ class AllocationServicer(allocations_pb2_grpc.AllocationServiceServicer):
         require_operator("reading allocations")
         return consumer_to_proto(await self._allocations.get(request.consumer_uuid))
 
+    async def BatchGetAllocations(self, request, context):
+        require_operator("reading allocations")
+        found = await self._allocations.get_many(list(request.consumer_uuids))
+        return pb.BatchGetAllocationsResponse(consumers=[consumer_to_proto(c) for c in found])
+
     async def DeleteAllocations(self, request, context):
         require_operator("deleting allocations")
         generation = (
