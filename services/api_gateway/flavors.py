@@ -157,7 +157,7 @@ class Flavors:
         return _from_row(row)
 
     async def get(self, ctx: RequestContext, flavor_id: str) -> Flavor:
-        async with self._db.transaction() as session:
+        async with self._db.snapshot() as session:
             row = await session.get(FlavorRow, flavor_id)
         if row is None or not (row.is_public or ctx.is_admin):
             raise NotFound(f"flavor {flavor_id} does not exist", code="compute.flavor_not_found")
@@ -202,7 +202,7 @@ class Flavors:
             query = query.where(FlavorRow.name > after[0])
         if not ctx.is_admin:
             query = query.where(FlavorRow.is_public.is_(True))
-        async with self._db.transaction() as session:
+        async with self._db.snapshot() as session:
             rows = list((await session.scalars(query)).all())
         page = [_from_row(row) for row in rows[:size]]
         next_token = pagination.encode_token([page[-1].name]) if len(rows) > size else ""

@@ -83,7 +83,7 @@ class KeyPairs:
         return row
 
     async def get(self, ctx: RequestContext, name: str) -> KeyPairRow:
-        async with self._db.transaction() as session:
+        async with self._db.snapshot() as session:
             row = await session.scalar(
                 select(KeyPairRow).where(
                     KeyPairRow.project_id == ctx.project_id, KeyPairRow.name == name
@@ -94,7 +94,7 @@ class KeyPairs:
         return row
 
     async def list(self, ctx: RequestContext) -> list[KeyPairRow]:
-        async with self._db.transaction() as session:
+        async with self._db.snapshot() as session:
             query = (
                 select(KeyPairRow)
                 .where(KeyPairRow.project_id == ctx.project_id)

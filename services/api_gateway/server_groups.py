@@ -40,7 +40,7 @@ class ServerGroups:
         return row
 
     async def get(self, ctx: RequestContext, group_id: str) -> ServerGroupRow:
-        async with self._db.transaction() as session:
+        async with self._db.snapshot() as session:
             row = await session.get(ServerGroupRow, group_id)
         if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
             raise NotFound(
@@ -49,7 +49,7 @@ class ServerGroups:
         return row
 
     async def list(self, ctx: RequestContext) -> list[ServerGroupRow]:
-        async with self._db.transaction() as session:
+        async with self._db.snapshot() as session:
             query = (
                 select(ServerGroupRow)
                 .where(ServerGroupRow.project_id == ctx.project_id)

@@ -90,7 +90,7 @@ class ServerRecords:
 
     async def stuck(self, before: datetime, limit: int = 500) -> list[ServerRow]:
         """Servers whose task has not moved since `before`: a crash left them."""
-        async with self._db.transaction() as session:
+        async with self._db.snapshot() as session:
             query = (
                 select(ServerRow)
                 .where(ServerRow.task_state != "", ServerRow.updated_at < before)
@@ -101,7 +101,7 @@ class ServerRecords:
 
     async def _live_where(self, condition) -> list[ServerRow]:
         """Servers not deleted that match `condition`."""
-        async with self._db.transaction() as session:
+        async with self._db.snapshot() as session:
             query = select(ServerRow).where(condition, ServerRow.status != DELETED)
             return list(await session.scalars(query))
 
@@ -114,19 +114,19 @@ class ServerRecords:
 
     async def get(self, ctx: RequestContext, server_id: str) -> ServerRow:
         """The server, if the caller may see it; another project's is "not found"."""
-        async with self._db.transaction() as session:
+        async with self._db.snapshot() as session:
             row = await session.get(ServerRow, server_id)
         if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
             raise NotFound(f"server {server_id} does not exist", code="compute.server_not_found")
         return row
 
     async def load(self, server_id: str) -> ServerRow | None:
-        async with self._db.transaction() as session:
+        async with self._db.snapshot() as session:
             return await session.get(ServerRow, server_id)
 
     async def load_many(self, server_ids: list[str]) -> list[ServerRow]:
         """Those of the servers that exist, in one query."""
-        async with self._db.transaction() as session:
+        async with self._db.snapshot() as session:
             query = select(ServerRow).where(ServerRow.id.in_(server_ids))
             return list(await session.scalars(query))
 
@@ -161,7 +161,7 @@ class ServerRecords:
                 | (and_(ServerRow.created_at == created, ServerRow.id < last_id))
             )
         query = query.order_by(ServerRow.created_at.desc(), ServerRow.id.desc()).limit(size + 1)
-        async with self._db.transaction() as session:
+        async with self._db.snapshot() as session:
             rows = list(await session.scalars(query))
         token = ""
         if len(rows) > size:

@@ -221,6 +221,14 @@ class Database:
             yield session
 
     @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncSession]:
+        """An ORM session in one read transaction: a consistent snapshot that
+        neither waits for nor holds up this process's writers (on SQLite a
+        DEFERRED transaction, which WAL lets read during a write)."""
+        async with _translated_errors(), self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A Core connection in one write transaction (the write lock taken up
         front on SQLite), committed on success, rolled back on error."""

@@ -8,7 +8,7 @@ from services.common.db import resolve_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def placement_database_url(request, tmp_path, postgres) -> str:
-    """A fresh placement database URL, once on SQLite and once on PostgreSQL."""
+def database_url(request, tmp_path, postgres) -> str:
+    """A fresh, empty database URL, once on SQLite and once on PostgreSQL."""
     configured = postgres.new() if request.param == "postgresql" else ""
-    return resolve_url(configured, tmp_path, "placement")
+    return resolve_url(configured, tmp_path, "unit")

@@ -21,8 +21,8 @@ from services.placement.resources import Inventory
 
 
 @pytest.fixture
-async def placement(placement_database_url):
-    db = Database(placement_database_url)
+async def placement(database_url):
+    db = Database(database_url)
     await db.migrate(MIGRATIONS)
     index = CapacityIndex(db)
     yield db, index

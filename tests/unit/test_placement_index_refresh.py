@@ -21,9 +21,9 @@ PROVIDERS = BUCKET_IDS + 10  # two buckets of ids
 
 
 @pytest.fixture
-async def replicas(placement_database_url):
+async def replicas(database_url):
     """(writer, reader): the writer's index sees its own writes, the reader's refreshes."""
-    db = Database(placement_database_url)
+    db = Database(database_url)
     await db.migrate(MIGRATIONS)
     writer, reader = CapacityIndex(db), CapacityIndex(db)
     yield db, writer, reader
