@@ -51,13 +51,19 @@ class Batcher(Generic[T, R]):
         self._weight = weight
         self._distinct = distinct
         self._waiting: list[tuple[T, asyncio.Future]] = []
-        self._senders: set[asyncio.Task] = set()
+        self._senders: set[asyncio.Task] = set()  # held so they are not collected
+        # Senders still looping. Counted down by the sender itself as it leaves
+        # its loop, with no await in between: a task's done callbacks run a
+        # loop step later, and an item submitted in that gap would find the
+        # finished sender still counted and wait for nobody.
+        self._sending = 0
 
     async def submit(self, item: T) -> R:
         """The item's outcome, once the batch it went in was sent."""
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        if len(self._senders) < self._concurrency:
+        if self._sending < self._concurrency:
+            self._sending += 1
             # The sender runs in this caller's context (its request id goes along).
             sender = asyncio.create_task(self._send_waiting())
             self._senders.add(sender)
@@ -65,6 +71,12 @@ class Batcher(Generic[T, R]):
         return await asyncio.shield(future)
 
     async def _send_waiting(self) -> None:
+        try:
+            await self._send_all_waiting()
+        finally:
+            self._sending -= 1
+
+    async def _send_all_waiting(self) -> None:
         while self._waiting:
             batch = self._next_batch()
             try:
