@@ -57,6 +57,18 @@ def parse_endpoints(endpoints: str) -> list[tuple[str, int]]:
     return parsed
 
 
+def _raise_if_cancelled() -> None:
+    """Raise CancelledError if this task was asked to stop.
+
+    A cancellation that lands in a gRPC call may come out of aetcd as a
+    ClientError, which a retry loop takes for an outage: the loop went on
+    forever and the service's stop hung until it was killed (seen on
+    shutdown, while etcd stopped at the same time)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Backoff:
     """Exponential delays with jitter, so many agents do not reconnect in step."""
 
@@ -116,6 +128,7 @@ class EtcdConnection:
         """Run `attempt` again and again (it returns to be run again at once); after a
         failure await `on_failure()`, then `failed()`. Never returns: cancel it."""
         while True:
+            _raise_if_cancelled()
             try:
                 await attempt()
             except ETCD_ERRORS as exc:
@@ -138,6 +151,7 @@ class EtcdConnection:
             log.debug("etcd still unreachable for %s: %s", self._purpose, error)
         await self.close()
         self._turn += 1
+        _raise_if_cancelled()
         await asyncio.sleep(self._backoff.next_delay())
 
     def recovered(self) -> float | None:
