@@ -70,9 +70,7 @@ async def test_a_failed_item_fails_alone_and_a_failed_send_fails_its_batch():
         return [ValueError(f"bad {n}") if n < 0 else n for n in items]
 
     batcher: Batcher[int, int] = Batcher(send, max_batch=10)
-    good, bad = await asyncio.gather(
-        batcher.submit(1), batcher.submit(-1), return_exceptions=True
-    )
+    good, bad = await asyncio.gather(batcher.submit(1), batcher.submit(-1), return_exceptions=True)
     assert good == 1
     assert isinstance(bad, ValueError)
 
