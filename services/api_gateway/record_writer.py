@@ -4,7 +4,9 @@ Every server a build touches moves through a few record writes: created,
 claimed, spawning on a host, ACTIVE (or ERROR). One transaction per write
 and server cost more than everything else api_gateway does for a boot, so
 writes that arrive together share one transaction
-(services/common/batching.py), one statement per kind of write:
+(services/common/batching.py), one statement per kind of write, in
+synchronous Core on the database's writer (Database.run_write: one thread
+hop per transaction on SQLite):
 
 - `add` inserts the records and their create actions of several creates
   (batched by the caller, services/api_gateway/admission.py);
@@ -30,7 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from services.api_gateway.models import ServerActionRow, ServerRow
 from services.api_gateway.servers import DELETED, SERVER_COLUMNS, action_values, now, server_row
@@ -63,10 +65,10 @@ def _row_values(row: ServerRow) -> dict[str, Any]:
     return {column: getattr(row, attr) for attr, column in SERVER_COLUMNS.items()}
 
 
-async def _add(conn: AsyncConnection, creates: list[NewRecords]) -> None:
+def _add(conn: Connection, creates: list[NewRecords]) -> None:
     rows = [row for create in creates for row in create.rows]
-    await conn.execute(insert(_servers), [_row_values(row) for row in rows])
-    await conn.execute(
+    conn.execute(insert(_servers), [_row_values(row) for row in rows])
+    conn.execute(
         insert(_actions),
         [
             action_values(row.id, "create", create.ctx, row.created_at)
@@ -76,15 +78,13 @@ async def _add(conn: AsyncConnection, creates: list[NewRecords]) -> None:
     )
 
 
-async def _move(conn: AsyncConnection, transitions: list[Transition]) -> list[bool]:
+def _move(conn: Connection, transitions: list[Transition]) -> list[bool]:
     ids = {t.server_id for t in transitions}
     current = dict(
-        (
-            await conn.execute(
-                select(_servers.c.id, _servers.c.task_state)
-                .where(_servers.c.id.in_(ids))
-                .with_for_update()
-            )
+        conn.execute(
+            select(_servers.c.id, _servers.c.task_state)
+            .where(_servers.c.id.in_(ids))
+            .with_for_update()
         ).all()
     )
     moved: list[bool] = []
@@ -97,8 +97,6 @@ async def _move(conn: AsyncConnection, transitions: list[Transition]) -> list[bo
         moved.append(ok)
         if not ok:
             continue
-        # Later transitions of the same server in this batch see this one.
-        current[t.server_id] = t.fields.get("task_state", task)
         values = {f"v_{name}": value for name, value in t.fields.items()}
         by_fields[tuple(sorted(t.fields))].append({"v_id": t.server_id, **values})
         if t.close:
@@ -107,9 +105,9 @@ async def _move(conn: AsyncConnection, transitions: list[Transition]) -> list[bo
                 {"c_id": t.server_id, "c_action": action, "c_result": result, "c_message": message}
             )
     for names, params in by_fields.items():
-        await conn.execute(_update_statement(names, at), params)
+        conn.execute(_update_statement(names, at), params)
     if closes:
-        await conn.execute(_close_statement(at), closes)
+        conn.execute(_close_statement(at), closes)
     return moved
 
 
@@ -119,16 +117,12 @@ class Deletion:
     server_id: str
 
 
-async def _begin_deletes(
-    conn: AsyncConnection, deletions: list[Deletion]
-) -> list[ServerRow | None]:
+def _begin_deletes(conn: Connection, deletions: list[Deletion]) -> list[ServerRow | None]:
     at = now()
     ids = {d.server_id for d in deletions}
     current = {
         row.id: row
-        for row in (
-            await conn.execute(select(_servers).where(_servers.c.id.in_(ids)).with_for_update())
-        )
+        for row in conn.execute(select(_servers).where(_servers.c.id.in_(ids)).with_for_update())
     }
     outcomes: list[ServerRow | None] = []
     taken: set[str] = set()
@@ -146,18 +140,18 @@ async def _begin_deletes(
             taken.add(d.server_id)
     if not taken:
         return outcomes
-    await conn.execute(
+    conn.execute(
         update(_servers)
         .where(_servers.c.id.in_(taken))
         .values(task_state="deleting", updated_at=at)
     )
     # Whatever was in progress ends here.
-    await conn.execute(
+    conn.execute(
         update(_actions)
         .where(_actions.c.server_id.in_(taken), _actions.c.result == "in-progress")
         .values(result="error", message="interrupted by a delete", finish_time=at)
     )
-    await conn.execute(
+    conn.execute(
         insert(_actions),
         [
             action_values(d.server_id, "delete", d.ctx, at)
@@ -199,7 +193,11 @@ class RecordWriter:
     def __init__(self, db: Database) -> None:
         self._db = db
         # One writer: a second transaction would only queue on the write lock.
-        self._moves: Batcher[Transition, bool] = Batcher(self._move_all, max_batch=MAX_BATCH)
+        # A server's transitions never share a batch: the updates of a batch go
+        # by kind of fields, not in the order they came.
+        self._moves: Batcher[Transition, bool] = Batcher(
+            self._move_all, max_batch=MAX_BATCH, distinct=lambda t: t.server_id
+        )
         self._deletions: Batcher[Deletion, ServerRow | None] = Batcher(
             self._begin_deletes, max_batch=MAX_BATCH
         )
@@ -207,20 +205,17 @@ class RecordWriter:
     async def add(self, creates: list[NewRecords]) -> None:
         """Insert the records and their create actions, in one transaction (the
         caller batches creates already: services/api_gateway/admission.py)."""
-        async with self._db.write() as conn:
-            await _add(conn, creates)
+        await self._db.run_write(_add, creates)
 
     async def _move_all(self, transitions: list[Transition]) -> list[bool]:
-        async with self._db.write() as conn:
-            return await _move(conn, transitions)
+        return await self._db.run_write(_move, transitions)
 
     async def move(self, transition: Transition) -> bool:
         """Apply the transition; False if the server was not in the expected task."""
         return await self._moves.submit(transition)
 
     async def _begin_deletes(self, deletions: list[Deletion]) -> list[ServerRow | None]:
-        async with self._db.write() as conn:
-            return await _begin_deletes(conn, deletions)
+        return await self._db.run_write(_begin_deletes, deletions)
 
     async def begin_delete(self, ctx: RequestContext, server_id: str) -> ServerRow | None:
         """Mark the server deleting, whatever it was doing, and return it as it was;
