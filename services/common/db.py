@@ -148,15 +148,21 @@ def in_ids(conn: AsyncConnection, column, ids: list[int]):
     return column.in_(ids)
 
 
-async def insert_missing(conn: AsyncConnection, table, rows: list[dict]) -> None:
-    """INSERT rows, skipping those whose primary key exists (no error, no abort)."""
+def insert_missing(conn: Connection, table, rows: list[dict]) -> None:
+    """INSERT rows, skipping those whose primary key exists (no error, no abort).
+    Synchronous Core: from async code, `await conn.run_sync(insert_missing, ...)`."""
     if not rows:
         return
+    conn.execute(upsert_insert(conn, table).on_conflict_do_nothing(), rows)
+
+
+def upsert_insert(conn: Connection | AsyncConnection, table):
+    """INSERT for `table` in the connection's dialect, which can say ON CONFLICT."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    await conn.execute(insert(table).on_conflict_do_nothing(), rows)
+    return insert(table)
 
 
 # PostgreSQL: deadlock detected, serialization failure. Both mean "a

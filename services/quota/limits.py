@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from services.common.config import QuotaSection
-from services.common.db import Database
+from services.common.db import Database, upsert_insert
 from services.quota.models import ProjectLimitRow, UsageRow
 
 # The proto's ClaimRequest/SetProjectLimitRequest rules list the same names
@@ -56,18 +56,11 @@ def default_limits(section: QuotaSection) -> dict[str, int]:
     return {resource: getattr(section, f"default_{resource}") for resource in RESOURCES}
 
 
-async def read_limits(
-    conn: AsyncConnection, project_id: str, defaults: dict[str, int]
-) -> dict[str, Limit]:
-    """Every resource's limit in the project: the one set for it, else the default."""
-    return (await read_limits_of(conn, [project_id], defaults))[project_id]
-
-
-async def read_limits_of(
-    conn: AsyncConnection, project_ids: list[str], defaults: dict[str, int]
+def read_limits_of(
+    conn: Connection, project_ids: list[str], defaults: dict[str, int]
 ) -> dict[str, dict[str, Limit]]:
-    """read_limits for several projects in one query."""
-    rows = await conn.execute(
+    """Every resource's limit in each project: the one set for it, else the default."""
+    rows = conn.execute(
         select(_limits.c.project_id, _limits.c.resource, _limits.c.hard_limit).where(
             _limits.c.project_id.in_(project_ids)
         )
@@ -86,13 +79,11 @@ async def read_limits_of(
     }
 
 
-async def _read_project(
-    conn: AsyncConnection, project_id: str, defaults: dict[str, int]
-) -> ProjectQuota:
-    limits = await read_limits(conn, project_id, defaults)
+def _read_project(conn: Connection, project_id: str, defaults: dict[str, int]) -> ProjectQuota:
+    limits = read_limits_of(conn, [project_id], defaults)[project_id]
     # MAX over scopes: a project-wide resource has one row (scope ""), and
     # server_group_members has one per group, of which the fullest matters.
-    rows = await conn.execute(
+    rows = conn.execute(
         select(_usages.c.resource, func.max(_usages.c.used))
         .where(_usages.c.project_id == project_id)
         .group_by(_usages.c.resource)
@@ -107,40 +98,45 @@ async def _read_project(
     )
 
 
-async def _upsert_limit(conn: AsyncConnection, project_id: str, resource: str, value: int) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(_limits).values(project_id=project_id, resource=resource, hard_limit=value)
-    await conn.execute(
+def _set_limit(
+    conn: Connection, project_id: str, resource: str, value: int, defaults: dict[str, int]
+) -> ProjectQuota:
+    statement = upsert_insert(conn, _limits).values(
+        project_id=project_id, resource=resource, hard_limit=value
+    )
+    conn.execute(
         statement.on_conflict_do_update(
             index_elements=[_limits.c.project_id, _limits.c.resource],
             set_={"hard_limit": statement.excluded.hard_limit},
         )
     )
+    return _read_project(conn, project_id, defaults)
+
+
+def _delete_limit(
+    conn: Connection, project_id: str, resource: str, defaults: dict[str, int]
+) -> ProjectQuota:
+    conn.execute(
+        delete(_limits).where(_limits.c.project_id == project_id, _limits.c.resource == resource)
+    )
+    return _read_project(conn, project_id, defaults)
 
 
 class Limits:
+    """Limits per project; reads and writes in synchronous Core (see
+    services/quota/claims.py for why)."""
+
     def __init__(self, db: Database, defaults: dict[str, int]) -> None:
         self._db = db
         self._defaults = defaults
 
     async def project_quota(self, project_id: str) -> ProjectQuota:
         async with self._db.read() as conn:
-            return await _read_project(conn, project_id, self._defaults)
+            return await conn.run_sync(_read_project, project_id, self._defaults)
 
     async def set_limit(self, project_id: str, resource: str, value: int) -> ProjectQuota:
-        async with self._db.write() as conn:
-            await _upsert_limit(conn, project_id, resource, value)
-            return await _read_project(conn, project_id, self._defaults)
+        return await self._db.run_write(_set_limit, project_id, resource, value, self._defaults)
 
     async def delete_limit(self, project_id: str, resource: str) -> ProjectQuota:
         """Back to the default; a limit that was never set is already gone."""
-        async with self._db.write() as conn:
-            await conn.execute(
-                delete(_limits).where(
-                    _limits.c.project_id == project_id, _limits.c.resource == resource
-                )
-            )
-            return await _read_project(conn, project_id, self._defaults)
+        return await self._db.run_write(_delete_limit, project_id, resource, self._defaults)

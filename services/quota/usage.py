@@ -5,13 +5,14 @@ scope) order before changing them, so concurrent writers (other replicas on
 PostgreSQL) queue on the row locks instead of deadlocking, and a total read
 under the lock stays true until the transaction ends. On SQLite the write
 transaction holds the database's one write lock already (FOR UPDATE is not
-rendered there).
+rendered there). Synchronous Core: claims and releases run whole in
+Database.run_write.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import bindparam, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from services.common.db import insert_missing
 from services.quota.limits import PER_SERVER_GROUP
@@ -38,15 +39,15 @@ def usage_key(project_id: str, resource: str, server_group_id: str) -> Key:
     return project_id, resource, server_group_id if resource == PER_SERVER_GROUP else ""
 
 
-async def lock_usage(conn: AsyncConnection, keys: list[Key]) -> dict[Key, int]:
+def lock_usage(conn: Connection, keys: list[Key]) -> dict[Key, int]:
     """What each key's row holds now, locked until the transaction ends."""
     keys = sorted(set(keys))
-    await insert_missing(
+    insert_missing(
         conn,
         _usages,
         [{"project_id": p, "resource": r, "scope": s, "used": 0} for p, r, s in keys],
     )
-    rows = await conn.execute(
+    rows = conn.execute(
         select(_usages.c.project_id, _usages.c.resource, _usages.c.scope, _usages.c.used)
         .where(tuple_(_usages.c.project_id, _usages.c.resource, _usages.c.scope).in_(keys))
         .order_by(_usages.c.project_id, _usages.c.resource, _usages.c.scope)
@@ -55,9 +56,9 @@ async def lock_usage(conn: AsyncConnection, keys: list[Key]) -> dict[Key, int]:
     return {(p, r, s): used for p, r, s, used in rows}
 
 
-async def add_usage(conn: AsyncConnection, deltas: dict[Key, int]) -> None:
+def add_usage(conn: Connection, deltas: dict[Key, int]) -> None:
     """Add each delta (negative to give back) to its locked row, in one statement."""
-    await conn.execute(
+    conn.execute(
         _add,
         [
             {"k_project": p, "k_resource": r, "k_scope": s, "k_delta": n}
