@@ -3,11 +3,22 @@
 Each client turns a peer's gRPC error back into our own StratusError (same
 status, code and message), so a quota refusal reaches the user as the 429
 quota gave, not as a generic failure.
+
+Releases are idempotent, so they are retried a few times when the call
+itself failed (Unavailable: the peer unreachable, or the call cut off). Seen
+under a burst of deletes on PostgreSQL: placement's gRPC server cancelled a
+few DeleteAllocations within milliseconds, before their handler ran (cause
+in gRPC core not found); each such delete then waited for the reconciler,
+two minutes. Retries come from tenacity, a well-kept retry library already
+in the environment (sushy-tools depends on it).
 """
 
 from __future__ import annotations
 
+import logging
+
 import grpc
+import tenacity
 from stratus.hostagent.v1 import hostagent_pb2 as agent_pb
 from stratus.hostagent.v1 import hostagent_pb2_grpc
 from stratus.placement.v1 import allocations_pb2 as alloc_pb
@@ -17,9 +28,11 @@ from stratus.quota.v1 import quota_pb2, quota_pb2_grpc
 from stratus.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 from services.common.context import REQUEST_ID_KEY, ROLES_KEY, SERVICE_ROLE, USER_KEY, current
-from services.common.errors import StratusError
+from services.common.errors import StratusError, Unavailable
 from services.common.peer_errors import from_rpc_error
 from services.common.status_details import from_status
+
+log = logging.getLogger(__name__)
 
 CALL_TIMEOUT_S = 30
 # A spawn may wait for a hypervisor; generous, but bounded.
@@ -36,6 +49,19 @@ async def _call(peer: str, method, request, deadline_s: float = CALL_TIMEOUT_S):
         return await method(request, metadata=_metadata(), timeout=deadline_s)
     except grpc.aio.AioRpcError as exc:
         raise from_rpc_error(exc, peer) from exc
+
+
+@tenacity.retry(
+    retry=tenacity.retry_if_exception_type(Unavailable),
+    stop=tenacity.stop_after_attempt(4),
+    wait=tenacity.wait_exponential_jitter(multiplier=0.1, max=1.0, jitter=0.1),
+    before_sleep=tenacity.before_sleep_log(log, logging.WARNING),
+    reraise=True,
+)
+async def _call_idempotent(peer: str, method, request):
+    """_call, again after a short wait while the call itself fails; only for
+    calls that change nothing the second time."""
+    return await _call(peer, method, request)
 
 
 class Quota:
@@ -84,7 +110,9 @@ class Quota:
         return [from_status(r.error) if r.HasField("error") else None for r in reply.results]
 
     async def release(self, consumer: str) -> None:
-        await _call("quota", self._stub.Release, quota_pb2.ReleaseRequest(consumer_id=consumer))
+        await _call_idempotent(
+            "quota", self._stub.Release, quota_pb2.ReleaseRequest(consumer_id=consumer)
+        )
 
     async def project(self, project: str) -> quota_pb2.ProjectQuota:
         return await _call(
@@ -146,7 +174,7 @@ class Placement:
         await _call("placement", self._allocations.PutAllocations, request)
 
     async def release(self, consumer: str) -> None:
-        await _call(
+        await _call_idempotent(
             "placement",
             self._allocations.DeleteAllocations,
             alloc_pb.DeleteAllocationsRequest(consumer_uuid=consumer),

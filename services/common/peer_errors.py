@@ -14,6 +14,11 @@ from google.rpc import status_pb2
 from services.common.errors import GRPC_STATUS, Internal, StratusError, Unavailable
 from services.common.status_details import unpack, violations_of
 
+_CALL_FAILED = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+)
 _BY_STATUS = {status: cls for cls, status in reversed(list(GRPC_STATUS.items()))}
 
 
@@ -27,7 +32,9 @@ def from_rpc_error(error: grpc.RpcError, peer: str) -> StratusError:
     code = error.code()
     info, bad_request = _details(error)
     violations = violations_of(bad_request)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and not info:
+    # Without our details the call itself failed, not the peer's handler: the
+    # peer was unreachable, too slow, or gRPC cancelled the call on its way.
+    if code in _CALL_FAILED and not info:
         return Unavailable(
             f"{peer} is unreachable right now ({error.details()}); try again",
             code=f"stratus.{peer}_unavailable",
