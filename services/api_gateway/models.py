@@ -31,6 +31,7 @@ class ServerRow(Base):
         Index("ix_servers_project_created", "project_id", "created_at"),
         Index("ix_servers_host", "host"),
         Index("ix_servers_server_group", "server_group_id"),
+        Index("ix_servers_provider", "provider_uuid"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
