@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import random
 import secrets
 import socket
 import subprocess
@@ -92,10 +93,44 @@ DEFAULT_FLAVORS = (
 SEED_IDENTITY = {"project": "admin", "user": "admin", "roles": ["admin"]}
 
 
+# Ports handed out by this process: never twice, even once free again.
+_handed_out: set[int] = set()
+_PORT_FLOOR = 10000
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on now, below the kernel's ephemeral range.
+
+    The caller binds it a moment later, in another process. A port from
+    binding port 0 comes from the ephemeral range, where any outgoing
+    connection made meanwhile may take it: a host agent once failed to start
+    with "Address already in use" that way, and the tests after it failed
+    against a half-started mesh."""
+    low = _ephemeral_low()
+    if low - _PORT_FLOOR < 1000:  # an unusual range: let the kernel choose
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    for _ in range(1000):
+        port = random.randrange(_PORT_FLOOR, low)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port between {_PORT_FLOOR} and {low}")
 
 
 @dataclass
