@@ -113,13 +113,8 @@ def check_batch(news: list[NewClaim]) -> None:
 
 def _from_row(row) -> Claim:
     created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-    return Claim(
-        consumer_id=row.consumer_id,
-        project_id=row.project_id,
-        deltas=dict(row.amounts),
-        server_group_id=row.server_group_id,
-        created_at=created,
-    )
+    held = NewClaim(row.consumer_id, row.project_id, row.amounts, row.server_group_id)
+    return _claim(held, created)
 
 
 def _claim(new: NewClaim, created_at: datetime) -> Claim:
