@@ -48,7 +48,8 @@ async def ensure_classes(conn: AsyncConnection, names: Iterable[str], field: str
     if bad:
         raise _bad_names("resource class", field, bad)
     custom = [{"name": n} for n in sorted(names - STANDARD_CLASSES)]
-    await conn.run_sync(insert_missing, _classes, custom)
+    if custom:  # mostly none: no hop into sync code for nothing
+        await conn.run_sync(insert_missing, _classes, custom)
 
 
 async def ensure_traits(conn: AsyncConnection, names: Iterable[str], field: str) -> None:
@@ -56,8 +57,9 @@ async def ensure_traits(conn: AsyncConnection, names: Iterable[str], field: str)
     bad = sorted(n for n in names if n not in STANDARD_TRAITS and not CUSTOM_NAME.match(n))
     if bad:
         raise _bad_names("trait", field, bad)
-    traits = [{"name": n} for n in sorted(names - STANDARD_TRAITS)]
-    await conn.run_sync(insert_missing, _traits, traits)
+    custom = [{"name": n} for n in sorted(names - STANDARD_TRAITS)]
+    if custom:
+        await conn.run_sync(insert_missing, _traits, custom)
 
 
 async def check_known(
