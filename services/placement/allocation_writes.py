@@ -19,6 +19,7 @@ transaction has committed.
 from __future__ import annotations
 
 import functools
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from sqlalchemy import TextClause, and_, bindparam, case, delete, insert, or_, select, text, update
@@ -173,10 +174,17 @@ def write_all(
         for resource_class, amount in resources.items()
     )
     if old:
+        # Consumers of a batch may hold the same inventory: give back their sum.
+        freed: dict[tuple[int, str], int] = defaultdict(int)
+        for pid, rc, n in old:
+            freed[(pid, rc)] += n
         released = conn.execute(
             update(_inventories)
-            .where(or_(*(_row(pid, rc) for pid, rc, _ in old)))
-            .values(used=_inventories.c.used - case(*((_row(pid, rc), n) for pid, rc, n in old)))
+            .where(or_(*(_row(pid, rc) for pid, rc in freed)))
+            .values(
+                used=_inventories.c.used
+                - case(*((_row(pid, rc), n) for (pid, rc), n in freed.items()))
+            )
             .returning(
                 _inventories.c.provider_id, _inventories.c.resource_class, _inventories.c.used
             )

@@ -69,3 +69,18 @@ def test_claims_spanning_providers_are_all_or_nothing_under_contention(mesh, rep
         assert placement.usages(a.uuid) == {"VCPU": 6}
         assert placement.usages(b.uuid) == {"DISK_GB": 6}
         assert all(placement.held(c) == {} for c, outcome in outcomes.items() if outcome != "won")
+
+
+def test_concurrent_resizes_on_one_provider_keep_usage_exact(mesh):
+    """Replaces committed together give back what each consumer held, even
+    when they held the same inventory (once only one of them was given back)."""
+    with mesh.channel("placement") as channel:
+        placement = Placement(channel)
+        rp = placement.provider(VCPU=64)
+        consumers = [new_uuid() for _ in range(16)]
+        for consumer in consumers:
+            placement.claim(consumer, {rp.uuid: {"VCPU": 3}})
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda c: placement.claim(c, {rp.uuid: {"VCPU": 1}}, 1), consumers))
+        assert placement.usages(rp.uuid) == {"VCPU": 16}
+        assert all(placement.held(c) == {rp.uuid: {"VCPU": 1}} for c in consumers)
