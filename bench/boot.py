@@ -193,6 +193,7 @@ async def run_variant(
         created = time.time()
         await until_none(admin, 1800, status="BUILD")
         boot_cpu = cpu.stop()
+        boot_steal = cpu.steal_pct
         settled = await all_servers(admin)
         active = [s for s in settled if s["status"] == "ACTIVE"]
         await asyncio.sleep(1.5)  # span processors export every 0.5 s (bench/mesh.py)
@@ -233,6 +234,8 @@ async def run_variant(
         "deletes_per_s": len(active) / delete_s,
         "boot_cpu_ms": {part: ms / booted for part, ms in boot_cpu.items()},
         "delete_cpu_ms": {part: ms / booted for part, ms in delete_cpu.items()},
+        "boot_steal_pct": boot_steal,
+        "delete_steal_pct": cpu.steal_pct,
     }
 
 
@@ -297,16 +300,16 @@ def cpu_table(rows: list[dict]) -> str:
     """CPU milliseconds per server booted (and deleted), by part of the mesh."""
     parts = [*CPU_PARTS, CpuMeter.CLIENT]
     lines = [
-        "| database | hosts | variant | phase | " + " | ".join(parts) + " | total |",
-        "| --- | ---: | --- | --- | " + " | ".join("---:" for _ in parts) + " | ---: |",
+        "| database | hosts | variant | phase | " + " | ".join(parts) + " | total | steal % |",
+        "| --- | ---: | --- | --- | " + " | ".join("---:" for _ in parts) + " | ---: | ---: |",
     ]
     for r in rows:
-        for phase, key in (("boot", "boot_cpu_ms"), ("delete", "delete_cpu_ms")):
-            cpu = r[key]
+        for phase in ("boot", "delete"):
+            cpu = r[f"{phase}_cpu_ms"]
             lines.append(
                 f"| {r['database']} | {r['hosts']:,} | {r['variant']} | {phase} | "
                 + " | ".join(f"{cpu.get(p, 0.0):.2f}" for p in parts)
-                + f" | {sum(cpu.values()):.2f} |"
+                + f" | {sum(cpu.values()):.2f} | {r[f'{phase}_steal_pct']:.0f} |"
             )
     return "\n".join(lines)
 
@@ -409,7 +412,9 @@ async def main() -> None:
         f"{args.trace_ratio:.0%} of requests traced (OpenTelemetry, sampled, console "
         "exporter). CPU per server: utime + stime of each process from /proc while the "
         "servers were created until none was in BUILD (boot), and while they were "
-        "deleted (delete), divided by the servers.\n\n"
+        "deleted (delete), divided by the servers; steal %: the share of the machine's "
+        "CPU time its hypervisor gave to other guests meanwhile (/proc/stat), which "
+        "moves every figure from run to run.\n\n"
         f"{report}\n\n![boots per second and create p99](boot.png)\n"
     )
 

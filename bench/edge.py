@@ -107,16 +107,30 @@ def own_cpu_ms() -> float:
     return (usage.ru_utime + usage.ru_stime) * 1000
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(steal, all) clock ticks of this machine's CPUs so far (/proc/stat)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal guest guest_nice; guests
+    # are counted in user and nice already.
+    return fields[7], sum(fields[:8])
+
+
 class CpuMeter:
     """CPU milliseconds each part spent between start() and stop(); a part may be
     several processes (the host simulators), or a function (the database server),
-    and the benchmark's own client is one."""
+    and the benchmark's own client is one.
+
+    Also the share of the machine's CPU time the hypervisor gave to others
+    meanwhile (steal, in `steal_pct` after stop()): on a shared virtual machine
+    it moves results from run to run, and a figure means little without it."""
 
     CLIENT = "bench client"
 
     def __init__(self, parts: dict[str, list[int] | Callable[[], float]]) -> None:
         self._parts = parts
         self._before: dict[str, float] = {}
+        self._ticks_before = (0, 0)
+        self.steal_pct = 0.0
 
     def _now(self) -> dict[str, float]:
         return {
@@ -126,7 +140,10 @@ class CpuMeter:
 
     def start(self) -> None:
         self._before = self._now()
+        self._ticks_before = machine_ticks()
 
     def stop(self) -> dict[str, float]:
         after = self._now()
+        steal, ticks = (a - b for a, b in zip(machine_ticks(), self._ticks_before, strict=True))
+        self.steal_pct = 100 * steal / max(ticks, 1)
         return {name: after[name] - self._before[name] for name in after}
