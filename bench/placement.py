@@ -9,6 +9,7 @@ and writes bench/results/placement.md:
   * allocation-candidate latency p50/p95 for VCPU:1,MEMORY_MB:1024,DISK_GB:10
     with limit 1000, without a limit, and with a required trait,
   * claims per second from 8 concurrent clients, and how many conflicted;
+  * releases (DeleteAllocations) per second of those claims, 8 clients;
 and plots latency and claims/s against providers per database in
 bench/results/placement.png.
 Every provider has VCPU 32 at ratio 16, MEMORY_MB 131072, DISK_GB 2048;
@@ -142,17 +143,20 @@ async def candidate_latency(channel, runs: int, **query) -> tuple[float, float, 
 
 async def claim_rate(
     channel, providers: list[str], total: int, clients: int = 8
-) -> tuple[float, int]:
+) -> tuple[float, int, list[str]]:
+    """Claims per second, conflicts, and the consumers that hold a claim."""
     stub = allocations_pb2_grpc.AllocationServiceStub(channel)
     conflicts = 0
     remaining = total
+    claimed: list[str] = []
 
     async def client() -> None:
         nonlocal conflicts, remaining
         while remaining > 0:
             remaining -= 1
+            consumer = str(uuid.uuid4())
             request = alloc_pb.PutAllocationsRequest(
-                consumer_uuid=str(uuid.uuid4()),
+                consumer_uuid=consumer,
                 project_id="bench",
                 user_id="bench",
                 allocations=[
@@ -167,10 +171,28 @@ async def claim_rate(
                 if error.code() != grpc.StatusCode.ABORTED:
                     raise
                 conflicts += 1
+            else:
+                claimed.append(consumer)
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
-    return (total - conflicts) / (time.perf_counter() - started), conflicts
+    return (total - conflicts) / (time.perf_counter() - started), conflicts, claimed
+
+
+async def release_rate(channel, consumers: list[str], clients: int = 8) -> float:
+    """Releases per second: every consumer's allocations deleted, 8 at a time."""
+    stub = allocations_pb2_grpc.AllocationServiceStub(channel)
+    pending = iter(consumers)
+
+    async def client() -> None:
+        for consumer in pending:
+            await stub.DeleteAllocations(
+                alloc_pb.DeleteAllocationsRequest(consumer_uuid=consumer), metadata=METADATA
+            )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return len(consumers) / (time.perf_counter() - started)
 
 
 async def measure(database: str, size: int, claims: int) -> dict:
@@ -186,7 +208,8 @@ async def measure(database: str, size: int, claims: int) -> dict:
             channel, runs, limit=1000, required_traits=["HW_CPU_X86_AVX2"]
         )
         # Claims land on the first hosts a scheduler would see: a limited candidate list.
-        claims_per_s, conflicts = await claim_rate(channel, providers[:1000], claims)
+        claims_per_s, conflicts, claimed = await claim_rate(channel, providers[:1000], claims)
+        releases_per_s = await release_rate(channel, claimed)
     return {
         "database": database,
         "providers": size,
@@ -197,6 +220,7 @@ async def measure(database: str, size: int, claims: int) -> dict:
         "claims_per_s": claims_per_s,
         "conflicts": conflicts,
         "claims": claims,
+        "releases_per_s": releases_per_s,
     }
 
 
@@ -204,8 +228,8 @@ def table(rows: list[dict]) -> str:
     lines = [
         "| database | providers | providers created/s | candidates limit 1000 p50 / p95 (ms) | "
         "no limit p50 / p95 (ms) [found] | required trait p50 / p95 (ms) | "
-        "claims/s (8 clients) | conflicts |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "claims/s (8 clients) | conflicts | releases/s (8 clients) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
@@ -213,7 +237,7 @@ def table(rows: list[dict]) -> str:
             f"{r['limit'][0]:.1f} / {r['limit'][1]:.1f} | "
             f"{r['unlimited'][0]:.1f} / {r['unlimited'][1]:.1f} [{r['unlimited'][2]:,}] | "
             f"{r['trait'][0]:.1f} / {r['trait'][1]:.1f} | {r['claims_per_s']:.0f} | "
-            f"{r['conflicts']} of {r['claims']} |"
+            f"{r['conflicts']} of {r['claims']} | {r['releases_per_s']:.0f} |"
         )
     return "\n".join(lines)
 

@@ -4,7 +4,9 @@ caller's write transaction.
   1. every consumer's generation is checked and taken: new consumers are
      inserted in one statement; one that exists already is answered with
      what it holds if the request is an identical retry, anything else is a
-     conflict; a given generation must be the current one;
+     conflict; a given generation must be the current one; consumers to
+     release (Release) are locked and read in one statement each for all
+     of them, and one already gone has nothing left to give back;
   2. every touched provider's generation is bumped, before any inventory
      row: all writers lock providers then inventories in one order, so
      concurrent writers queue instead of deadlocking;
@@ -30,6 +32,7 @@ from services.placement.capacity_index.state import ProviderIndex
 from services.placement.consumers import (
     ConsumerAllocations,
     PutAllocations,
+    Release,
     allocations,
     consumer_conflict,
     consumers,
@@ -120,8 +123,52 @@ def _next_generation(conn: Connection, request: PutAllocations) -> _Prepared:
     return _Prepared(request, request.generation + 1, old)
 
 
-def _prepare_all(conn: Connection, requests: list[PutAllocations]) -> list[_Prepared]:
-    new = [r for r in requests if r.generation is None]
+def _prepare_releases(conn: Connection, releases: list[Release]) -> dict[str, _Prepared]:
+    """Lock the consumers to release and read what they hold, two statements
+    for all of them. Each becomes an empty put at its current generation."""
+    uuids = [r.consumer_uuid for r in releases]
+    current = dict(
+        conn.execute(
+            select(consumers.c.uuid, consumers.c.generation)
+            .where(consumers.c.uuid.in_(uuids))
+            .with_for_update()
+        ).all()
+    )
+    held: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
+    if current:
+        for consumer, provider_id, resource_class, used in conn.execute(
+            select(
+                allocations.c.consumer_uuid,
+                allocations.c.provider_id,
+                allocations.c.resource_class,
+                allocations.c.used,
+            ).where(allocations.c.consumer_uuid.in_(current))
+        ):
+            held[consumer].append((provider_id, resource_class, used))
+    prepared = {}
+    for release in releases:
+        consumer, generation = release.consumer_uuid, current.get(release.consumer_uuid)
+        if generation is None:  # released already: nothing to give back
+            prepared[consumer] = _Prepared(
+                PutAllocations(consumer, None, "", "", {}), 0, [], ConsumerAllocations(consumer)
+            )
+            continue
+        if release.generation is not None and release.generation != generation:
+            raise consumer_conflict(
+                consumer,
+                f"it is at generation {generation}, not {release.generation}; "
+                "read it again and retry",
+            )
+        prepared[consumer] = _Prepared(
+            PutAllocations(consumer, generation, "", "", {}), generation + 1, held[consumer]
+        )
+    return prepared
+
+
+def _prepare_all(conn: Connection, requests: list[PutAllocations | Release]) -> list[_Prepared]:
+    releases = [r for r in requests if isinstance(r, Release)]
+    released = _prepare_releases(conn, releases) if releases else {}
+    new = [r for r in requests if isinstance(r, PutAllocations) and r.generation is None]
     created: set[str] = set()
     if new:
         params = {}
@@ -130,7 +177,9 @@ def _prepare_all(conn: Connection, requests: list[PutAllocations]) -> list[_Prep
         created = set(conn.scalars(_new_consumers_statement(len(new)), params))
     prepared = []
     for request in requests:
-        if request.generation is not None:
+        if isinstance(request, Release):
+            prepared.append(released[request.consumer_uuid])
+        elif request.generation is not None:
             prepared.append(_next_generation(conn, request))
         elif request.consumer_uuid in created:
             prepared.append(_Prepared(request, 1, []))
@@ -140,10 +189,11 @@ def _prepare_all(conn: Connection, requests: list[PutAllocations]) -> list[_Prep
 
 
 def write_all(
-    conn: Connection, requests: list[PutAllocations], written: Written
+    conn: Connection, requests: list[PutAllocations | Release], written: Written
 ) -> list[ConsumerAllocations]:
     """Write every request's allocations as one net change: all that the
-    consumers held is released first, then all they ask for is taken."""
+    consumers held is released first, then all they ask for is taken. A
+    release's answer is the consumer holding nothing."""
     prepared = _prepare_all(conn, requests)
     pending = [p for p in prepared if p.answer is None]
     wanted = sorted({u for p in pending for u in p.request.allocations})

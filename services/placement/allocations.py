@@ -1,10 +1,10 @@
 """Claims: who holds what, all or nothing, never beyond capacity.
 
-A claim for one consumer (`put`) goes through group commit (group_commit.py):
-claims arriving together share one transaction, each with its own outcome.
-A batch (`put_many`, one net change for several consumers such as a
-migration's source and target) and a release (`delete`) are a transaction
-of their own. The writing itself, and why it is atomic and race-safe across
+A claim for one consumer (`put`) and a release (`delete`) go through group
+commit (group_commit.py): those arriving together share one transaction,
+each with its own outcome. A batch (`put_many`, one net change for several
+consumers such as a migration's source and target) is a transaction of its
+own. The writing itself, and why it is atomic and race-safe across
 replicas, is allocation_writes.py. Once committed, a write's generations and
 usage go to this replica's capacity index.
 """
@@ -12,7 +12,6 @@ usage go to this replica's capacity index.
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
 
 from services.common.db import Database
 from services.common.errors import InvalidArgument
@@ -22,8 +21,8 @@ from services.placement.consumers import (
     ConsumerAllocations,
     Holdings,
     PutAllocations,
+    Release,
     allocations,
-    consumer_conflict,
     consumers,
     read_consumer,
     read_consumers,
@@ -40,7 +39,7 @@ class Allocations:
         self._group_commit = GroupCommit(db, index)
 
     async def put(self, request: PutAllocations) -> ConsumerAllocations:
-        return await self._group_commit.put(request)
+        return await self._group_commit.write(request)
 
     async def put_many(self, requests: list[PutAllocations]) -> list[ConsumerAllocations]:
         uuids = [r.consumer_uuid for r in requests]
@@ -65,9 +64,7 @@ class Allocations:
 
     async def delete(self, consumer_uuid: str, generation: int | None) -> None:
         """Release everything the consumer holds. A missing consumer is already deleted."""
-        written = Written()
-        await self._db.run_write(_release, consumer_uuid, generation, written)
-        written.apply_to(self._index)
+        await self._group_commit.write(Release(consumer_uuid, generation))
 
     async def project_usages(self, project_id: str) -> dict[str, int]:
         async with self._db.read() as conn:
@@ -78,17 +75,3 @@ class Allocations:
                 .group_by(allocations.c.resource_class)
             )
             return {rc: int(total) for rc, total in rows}
-
-
-def _release(
-    conn: Connection, consumer_uuid: str, generation: int | None, written: Written
-) -> None:
-    current = conn.scalar(select(consumers.c.generation).where(consumers.c.uuid == consumer_uuid))
-    if current is None:
-        return
-    if generation is not None and generation != current:
-        raise consumer_conflict(
-            consumer_uuid,
-            f"it is at generation {current}, not {generation}; read it again and retry",
-        )
-    write_all(conn, [PutAllocations(consumer_uuid, current, "", "", {})], written)

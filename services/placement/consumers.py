@@ -36,6 +36,14 @@ class PutAllocations:
     allocations: Holdings
 
 
+@dataclass(frozen=True)
+class Release:
+    """Give back everything a consumer holds; at `generation` if one is given."""
+
+    consumer_uuid: str
+    generation: int | None = None
+
+
 def consumer_conflict(consumer_uuid: str, message: str) -> Conflict:
     return Conflict(f"consumer {consumer_uuid}: {message}", code="placement.concurrent_update")
 

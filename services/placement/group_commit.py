@@ -1,4 +1,5 @@
-"""Group commit: claims that arrive together share one write transaction.
+"""Group commit: claims and releases that arrive together share one write
+transaction.
 
 Why: a claim is a handful of short statements, and per claim most of the
 time went to the round trips, BEGIN/COMMIT and the Python around them, not
@@ -6,6 +7,9 @@ to the database's work (SQLite also admits one writer at a time). Written
 together, the claims of a batch cost the statements of one claim: one
 INSERT of the new consumers, one UPDATE of the providers' generations, one
 conditional UPDATE of the inventories, one INSERT of the allocations.
+Releases (a server deleted) ride in the same batches: a release is an
+empty claim at the consumer's current generation, and a batch of them
+costs two more statements, not seven per consumer.
 
 Batches form as in services/common/batching.py: whatever arrived while the
 previous one was being written.
@@ -13,7 +17,8 @@ previous one was being written.
 Each claim keeps its own outcome. The batch is first tried whole, as one
 net change in one transaction (allocation_writes.write_all); that is exact
 because every consumer of a batch is distinct and taking amounts only ever
-adds usage, so if the sum fits, every claim fits in some serial order. If
+adds usage (a release only frees some), so if the sum fits, every claim
+fits in some serial order. If
 any claim is refused (no room, a stale consumer generation, an unknown
 provider, or a deadlock against another replica), that transaction rolls
 back and the claims are written again one by one in a second transaction,
@@ -33,11 +38,12 @@ from services.common.db import Database
 from services.common.errors import StratusError
 from services.placement.allocation_writes import Written, write_all
 from services.placement.capacity_index.state import ProviderIndex
-from services.placement.consumers import ConsumerAllocations, PutAllocations
+from services.placement.consumers import ConsumerAllocations, PutAllocations, Release
 
 # Claims per transaction: bounds a transaction's statements and lock time.
 MAX_BATCH = 64
 
+Write = PutAllocations | Release
 Outcome = ConsumerAllocations | StratusError
 
 
@@ -48,14 +54,14 @@ class GroupCommit:
         # One writer: a second transaction would only queue on the write lock.
         # One claim per consumer per batch: a second (a retry racing its
         # original) waits for the next.
-        self._batcher: Batcher[PutAllocations, ConsumerAllocations] = Batcher(
+        self._batcher: Batcher[Write, ConsumerAllocations] = Batcher(
             self._commit, max_batch=MAX_BATCH, distinct=lambda r: r.consumer_uuid
         )
 
-    async def put(self, request: PutAllocations) -> ConsumerAllocations:
+    async def write(self, request: Write) -> ConsumerAllocations:
         return await self._batcher.submit(request)
 
-    async def _commit(self, requests: list[PutAllocations]) -> list[Outcome]:
+    async def _commit(self, requests: list[Write]) -> list[Outcome]:
         """The batch as one net change; if any claim is refused, one by one."""
         try:
             return await self._transaction(requests, _together)
@@ -64,20 +70,18 @@ class GroupCommit:
                 raise  # its own outcome
         return await self._transaction(requests, _one_by_one)
 
-    async def _transaction(self, requests: list[PutAllocations], write) -> list[Outcome]:
+    async def _transaction(self, requests: list[Write], write) -> list[Outcome]:
         written = Written()
         outcomes = await self._db.run_write(write, requests, written)
         written.apply_to(self._index)
         return outcomes
 
 
-def _together(conn: Connection, requests: list[PutAllocations], written: Written) -> list[Outcome]:
+def _together(conn: Connection, requests: list[Write], written: Written) -> list[Outcome]:
     return list(write_all(conn, requests, written))
 
 
-def _one_by_one(
-    conn: Connection, requests: list[PutAllocations], written: Written
-) -> list[Outcome]:
+def _one_by_one(conn: Connection, requests: list[Write], written: Written) -> list[Outcome]:
     """Each claim in a savepoint of its own: a refused one is rolled back alone."""
     outcomes: list[Outcome] = []
     for request in requests:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
+from stratus.placement.v1 import allocations_pb2 as pb
 
 from tests.placement_client import Placement, new_uuid, reason
 
@@ -69,6 +70,72 @@ def test_claims_spanning_providers_are_all_or_nothing_under_contention(mesh, rep
         assert placement.usages(a.uuid) == {"VCPU": 6}
         assert placement.usages(b.uuid) == {"DISK_GB": 6}
         assert all(placement.held(c) == {} for c, outcome in outcomes.items() if outcome != "won")
+
+
+def _release(client: Placement, consumer: str, generation: int | None = None) -> str:
+    try:
+        client.call(
+            client.allocations.DeleteAllocations,
+            pb.DeleteAllocationsRequest(consumer_uuid=consumer, consumer_generation=generation),
+        )
+        return "released"
+    except grpc.RpcError as error:
+        return reason(error)
+
+
+def test_releases_racing_claims_never_over_commit(mesh, replicas):
+    """Releases share claims' batches: whatever lands together, a freed unit
+    goes to at most one new claim and a released consumer holds nothing."""
+    channels = [grpc.insecure_channel(address) for address in replicas]
+    clients = [Placement(channel) for channel in channels]
+    try:
+        placement = clients[0]
+        rp = placement.provider(VCPU=10)
+        holders = [new_uuid() for _ in range(10)]
+        for holder in holders:
+            placement.claim(holder, {rp.uuid: {"VCPU": 1}})
+
+        def attempt(i: int) -> tuple[str, str]:
+            client = clients[i % len(clients)]
+            if i < len(holders):
+                return holders[i], _release(client, holders[i])
+            consumer = new_uuid()
+            try:
+                client.claim(consumer, {rp.uuid: {"VCPU": 1}})
+                return consumer, "won"
+            except grpc.RpcError as error:
+                return consumer, reason(error)
+
+        with ThreadPoolExecutor(16) as pool:
+            outcomes = dict(pool.map(attempt, range(len(holders) + CLAIMERS)))
+        assert all(outcomes[h] == "released" for h in holders), outcomes
+        winners = [c for c, outcome in outcomes.items() if outcome == "won"]
+        assert set(outcomes.values()) <= {"released", "won", "placement.insufficient_capacity"}
+        assert 1 <= len(winners) <= 10
+        assert placement.usages(rp.uuid) == {"VCPU": len(winners)}
+        for consumer, outcome in outcomes.items():
+            assert placement.held(consumer) == ({rp.uuid: {"VCPU": 1}} if outcome == "won" else {})
+    finally:
+        for channel in channels:
+            channel.close()
+
+
+def test_a_stale_release_fails_alone_among_concurrent_ones(mesh):
+    with mesh.channel("placement") as channel:
+        placement = Placement(channel)
+        rp = placement.provider(VCPU=16)
+        consumers = [new_uuid() for _ in range(16)]
+        for consumer in consumers:
+            placement.claim(consumer, {rp.uuid: {"VCPU": 1}})
+        stale = consumers[7]
+        with ThreadPoolExecutor(16) as pool:
+            outcomes = list(
+                pool.map(lambda c: _release(placement, c, 5 if c == stale else None), consumers)
+            )
+        assert outcomes[7] == "placement.concurrent_update"
+        assert outcomes[:7] + outcomes[8:] == ["released"] * 15
+        assert placement.held(stale) == {rp.uuid: {"VCPU": 1}}
+        assert placement.usages(rp.uuid) == {"VCPU": 1}
 
 
 def test_concurrent_resizes_on_one_provider_keep_usage_exact(mesh):
