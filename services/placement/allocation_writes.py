@@ -24,7 +24,7 @@ import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import TextClause, and_, bindparam, case, delete, insert, or_, select, text, update
+from sqlalchemy import TextClause, bindparam, delete, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from services.common.errors import Conflict, FieldViolation, InvalidArgument
@@ -39,10 +39,7 @@ from services.placement.consumers import (
     read_consumer,
 )
 from services.placement.inventories import inventories_query
-from services.placement.models import InventoryRow
 from services.placement.resources import Inventory, fits_sql
-
-_inventories = InventoryRow.__table__
 
 
 @dataclass
@@ -228,17 +225,7 @@ def write_all(
         freed: dict[tuple[int, str], int] = defaultdict(int)
         for pid, rc, n in old:
             freed[(pid, rc)] += n
-        released = conn.execute(
-            update(_inventories)
-            .where(or_(*(_row(pid, rc) for pid, rc in freed)))
-            .values(
-                used=_inventories.c.used
-                - case(*((_row(pid, rc), n) for (pid, rc), n in freed.items()))
-            )
-            .returning(
-                _inventories.c.provider_id, _inventories.c.resource_class, _inventories.c.used
-            )
-        )
+        released = conn.execute(_give_back_statement(len(freed)), _amounts(freed))
         for row in released:
             written.took(*row)
     holders = [p.request.consumer_uuid for p in pending if p.old]
@@ -274,12 +261,6 @@ def write_all(
     ]
 
 
-def _row(provider_id: int, resource_class: str):
-    return and_(
-        _inventories.c.provider_id == provider_id, _inventories.c.resource_class == resource_class
-    )
-
-
 # Hot statements, built once (see _take_statement).
 _BUMP_PROVIDERS = text(
     "UPDATE resource_providers SET generation = generation + 1 "
@@ -297,24 +278,48 @@ def _new_consumers_statement(rows: int) -> TextClause:
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _take_statement(rows: int) -> TextClause:
-    """UPDATE adding n to each listed inventory's usage while n fits
-    (resources.fits_sql), RETURNING the rows that took it. Built once per
-    row count: claims are hot, and composing expressions per call costs more
-    than the database does."""
+def _wanted(rows: int) -> str:
+    """A CTE of (provider_id, resource_class, n) rows bound as :p<i>, :c<i>, :n<i>."""
     values = ", ".join(
         f"(CAST(:p{i} AS INTEGER), CAST(:c{i} AS VARCHAR), CAST(:n{i} AS INTEGER))"
         for i in range(rows)
     )
+    return f"WITH wanted(provider_id, resource_class, n) AS (VALUES {values}) "
+
+
+def _amounts(amounts: dict[tuple[int, str], int]) -> dict[str, object]:
+    params: dict[str, object] = {}
+    for i, ((provider_id, resource_class), amount) in enumerate(amounts.items()):
+        params.update({f"p{i}": provider_id, f"c{i}": resource_class, f"n{i}": amount})
+    return params
+
+
+_ADJUST = (
+    "UPDATE inventories SET used = inventories.used {sign} wanted.n FROM wanted "
+    "WHERE inventories.provider_id = wanted.provider_id "
+    "AND inventories.resource_class = wanted.resource_class "
+)
+_ADJUSTED = "RETURNING inventories.provider_id, inventories.resource_class, inventories.used"
+
+
+@functools.lru_cache(maxsize=256)
+def _take_statement(rows: int) -> TextClause:
+    """UPDATE adding n to each listed inventory's usage while n fits
+    (resources.fits_sql), RETURNING the rows that took it. Built once per
+    row count, as is _give_back_statement: claims and releases are hot, and
+    composing expressions per call costs more than the database does."""
     return text(
-        f"WITH wanted(provider_id, resource_class, n) AS (VALUES {values}) "
-        "UPDATE inventories SET used = inventories.used + wanted.n FROM wanted "
-        "WHERE inventories.provider_id = wanted.provider_id "
-        "AND inventories.resource_class = wanted.resource_class "
-        f"AND {fits_sql('inventories', 'wanted.n')} "
-        "RETURNING inventories.provider_id, inventories.resource_class, inventories.used"
+        _wanted(rows)
+        + _ADJUST.format(sign="+")
+        + f"AND {fits_sql('inventories', 'wanted.n')} "
+        + _ADJUSTED
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _give_back_statement(rows: int) -> TextClause:
+    """UPDATE taking n off each listed inventory's usage, RETURNING the rows."""
+    return text(_wanted(rows) + _ADJUST.format(sign="-") + _ADJUSTED)
 
 
 def _take(
@@ -349,11 +354,10 @@ def _take_round(
     uuids: dict[int, str],
     written: Written,
 ) -> None:
-    params = {}
-    for i, ((provider_id, resource_class), amount) in enumerate(merged.items()):
-        params.update({f"p{i}": provider_id, f"c{i}": resource_class, f"n{i}": amount})
     taken = set()
-    for provider_id, resource_class, used in conn.execute(_take_statement(len(merged)), params):
+    for provider_id, resource_class, used in conn.execute(
+        _take_statement(len(merged)), _amounts(merged)
+    ):
         taken.add((provider_id, resource_class))
         written.took(provider_id, resource_class, used)
     refused = merged.keys() - taken
