@@ -46,7 +46,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from bench.edge import CpuMeter, EdgeClient, all_servers, postgres_cpu_ms, until_none
+from bench.edge import (
+    CpuMeter,
+    EdgeClient,
+    all_servers,
+    postgres_cpu_ms,
+    until_none,
+    yardstick_ms,
+)
 from bench.mesh import BenchMesh
 from bench.placement import RESULTS, percentile
 from bench.spans import SpanLogs
@@ -385,10 +392,13 @@ async def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.hosts, args.servers, args.databases = "4", _servers("200"), "sqlite"
+    yardstick = yardstick_ms()
     rows = []
     for database in args.databases.split(","):
         for hosts in map(int, args.hosts.split(",")):
             rows += await measure(args, database, hosts)
+    yardstick = (yardstick + yardstick_ms()) / 2
+    print(f"yardstick (bench/edge.py): {yardstick:.0f} ms")
     report = (
         table(rows) + "\n\nCPU milliseconds per server, by part of the mesh:\n\n" + cpu_table(rows)
     )
@@ -400,7 +410,8 @@ async def main() -> None:
     command = " ".join(["python -m bench.boot", *sys.argv[1:]])
     (RESULTS / "boot.md").write_text(
         "# Boot benchmark\n\n"
-        f"`{command}` on {os.cpu_count()} cores: etcd, Envoy, every service, the simulated "
+        f"`{command}` on {os.cpu_count()} cores (yardstick {yardstick:.0f} ms, see "
+        "bench/edge.py: lower is a faster machine): etcd, Envoy, every service, the simulated "
         f"hosts and the {args.clients} clients (aiohttp) share them. "
         f"Flavor {FLAVOR}; anti-affinity groups of {GROUP_SIZE}. "
         "A variant with @R/s ran open loop, creates sent at R servers/s whatever the "

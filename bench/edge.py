@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,19 @@ def postgres_cpu_ms() -> float:
 def own_cpu_ms() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def yardstick_ms() -> float:
+    """Milliseconds for a fixed pure-Python loop, best of five: how fast this
+    machine ran Python at the time of a run. Shared virtual machines speed up
+    and slow down with their neighbours (by up to half here, with no steal
+    showing); results of two runs compare only at similar yardsticks."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        sum(i * i for i in range(1_000_000))
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
 
 
 def machine_ticks() -> tuple[int, int]:

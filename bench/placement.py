@@ -10,6 +10,8 @@ and writes bench/results/placement.md:
     with limit 1000, without a limit, and with a required trait,
   * claims per second from 8 concurrent clients, and how many conflicted;
   * releases (DeleteAllocations) per second of those claims, 8 clients;
+  * the share of the machine's CPU time its hypervisor gave to other guests
+    during the run (steal, /proc/stat): it moves every figure from run to run;
 and plots latency and claims/s against providers per database in
 bench/results/placement.png.
 Every provider has VCPU 32 at ratio 16, MEMORY_MB 131072, DISK_GB 2048;
@@ -40,6 +42,7 @@ from stratus.placement.v1 import (
 from stratus.placement.v1 import allocations_pb2 as alloc_pb
 from stratus.placement.v1 import resource_providers_pb2 as rp_pb
 
+from bench.edge import machine_ticks, yardstick_ms
 from deploy.local.mesh import ROOT, start_service
 
 METADATA = (("x-stratus-roles", "service"),)
@@ -200,6 +203,7 @@ async def measure(database: str, size: int, claims: int) -> dict:
         PlacementProcess(database) as server,
         grpc.aio.insecure_channel(server.address) as channel,
     ):
+        ticks_before = machine_ticks()
         providers, created_per_s = await create_providers(channel, size)
         runs = 30
         limited = await candidate_latency(channel, runs, limit=1000)
@@ -210,6 +214,7 @@ async def measure(database: str, size: int, claims: int) -> dict:
         # Claims land on the first hosts a scheduler would see: a limited candidate list.
         claims_per_s, conflicts, claimed = await claim_rate(channel, providers[:1000], claims)
         releases_per_s = await release_rate(channel, claimed)
+        steal, ticks = (a - b for a, b in zip(machine_ticks(), ticks_before, strict=True))
     return {
         "database": database,
         "providers": size,
@@ -221,6 +226,7 @@ async def measure(database: str, size: int, claims: int) -> dict:
         "conflicts": conflicts,
         "claims": claims,
         "releases_per_s": releases_per_s,
+        "steal_pct": 100 * steal / max(ticks, 1),
     }
 
 
@@ -228,8 +234,8 @@ def table(rows: list[dict]) -> str:
     lines = [
         "| database | providers | providers created/s | candidates limit 1000 p50 / p95 (ms) | "
         "no limit p50 / p95 (ms) [found] | required trait p50 / p95 (ms) | "
-        "claims/s (8 clients) | conflicts | releases/s (8 clients) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "claims/s (8 clients) | conflicts | releases/s (8 clients) | steal % |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
@@ -237,7 +243,8 @@ def table(rows: list[dict]) -> str:
             f"{r['limit'][0]:.1f} / {r['limit'][1]:.1f} | "
             f"{r['unlimited'][0]:.1f} / {r['unlimited'][1]:.1f} [{r['unlimited'][2]:,}] | "
             f"{r['trait'][0]:.1f} / {r['trait'][1]:.1f} | {r['claims_per_s']:.0f} | "
-            f"{r['conflicts']} of {r['claims']} | {r['releases_per_s']:.0f} |"
+            f"{r['conflicts']} of {r['claims']} | {r['releases_per_s']:.0f} | "
+            f"{r['steal_pct']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -290,12 +297,14 @@ async def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--claims", type=int, default=3000)
     args = parser.parse_args()
+    yardstick = yardstick_ms()
     rows = []
     for database in args.databases.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
             row = await measure(database, size, args.claims)
             rows.append(row)
             print(table([row]).splitlines()[-1], flush=True)
+    yardstick = (yardstick + yardstick_ms()) / 2
     report = table(rows)
     print("\n" + report)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -303,7 +312,9 @@ async def main() -> None:
     plot(rows, RESULTS / "placement.png")
     Path(RESULTS / "placement.md").write_text(
         f"# Placement benchmark\n\n`{command.strip()}` on {os.cpu_count()} cores, "
-        f"{time.strftime('%Y-%m-%d')}.\n\n{report}\n\n"
+        f"{time.strftime('%Y-%m-%d')}; yardstick {yardstick:.0f} ms (bench/edge.py: lower "
+        "is a faster machine).\n\n"
+        f"{report}\n\n"
         "![Candidate latency and claims/s against providers](placement.png)\n"
     )
 
