@@ -18,6 +18,7 @@ spans to their logs (read back by bench/spans.py).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import signal
@@ -106,6 +107,10 @@ class BenchMesh:
         self.stop()
 
     def start(self) -> None:
+        # Its processes run in sessions of their own, out of reach of a Ctrl-C
+        # at the terminal: however this program ends (an interrupt, an error
+        # in a thread), they are stopped on the way out.
+        atexit.register(self.stop)
         if self.database == "postgresql":
             for service in DATABASE_SERVICES:
                 name = f"stratus_bench_{service}_{uuid.uuid4().hex[:8]}"
@@ -230,6 +235,7 @@ class BenchMesh:
             asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         self._pg_names.clear()
         self._state.cleanup()
+        atexit.unregister(self.stop)
 
     # -- what benchmarks use -----------------------------------------------------
 

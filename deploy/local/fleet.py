@@ -41,6 +41,7 @@ also a context manager (start on enter, stop on exit).
 from __future__ import annotations
 
 import argparse
+import atexit
 import bisect
 import os
 import signal
@@ -94,6 +95,7 @@ class Fleet:
 
     def start(self, timeout: float = 120.0) -> None:
         """Start the simulator processes; returns once each serves (hosts still registering)."""
+        atexit.register(self.stop)  # its processes are out of reach of a Ctrl-C (sessions)
         for p in range(len(self._bounds) - 1):
             address = f"127.0.0.1:{free_port()}"
             self.processes.append(self._launch(p, address))
@@ -193,6 +195,7 @@ class Fleet:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.processes, self.addresses = [], []
+        atexit.unregister(self.stop)
         if delete_providers:
             self.delete_providers()
 
