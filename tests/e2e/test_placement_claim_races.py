@@ -120,13 +120,19 @@ def test_releases_racing_claims_never_over_commit(mesh, replicas):
             channel.close()
 
 
+def _holders(placement: Placement, vcpus: int, each: int) -> tuple[object, list[str]]:
+    """A provider of `vcpus` VCPU and 16 consumers holding `each` on it."""
+    rp = placement.provider(VCPU=vcpus)
+    consumers = [new_uuid() for _ in range(16)]
+    for consumer in consumers:
+        placement.claim(consumer, {rp.uuid: {"VCPU": each}})
+    return rp, consumers
+
+
 def test_a_stale_release_fails_alone_among_concurrent_ones(mesh):
     with mesh.channel("placement") as channel:
         placement = Placement(channel)
-        rp = placement.provider(VCPU=16)
-        consumers = [new_uuid() for _ in range(16)]
-        for consumer in consumers:
-            placement.claim(consumer, {rp.uuid: {"VCPU": 1}})
+        rp, consumers = _holders(placement, 16, 1)
         stale = consumers[7]
         with ThreadPoolExecutor(16) as pool:
             outcomes = list(
@@ -143,10 +149,7 @@ def test_concurrent_resizes_on_one_provider_keep_usage_exact(mesh):
     when they held the same inventory (once only one of them was given back)."""
     with mesh.channel("placement") as channel:
         placement = Placement(channel)
-        rp = placement.provider(VCPU=64)
-        consumers = [new_uuid() for _ in range(16)]
-        for consumer in consumers:
-            placement.claim(consumer, {rp.uuid: {"VCPU": 3}})
+        rp, consumers = _holders(placement, 64, 3)
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda c: placement.claim(c, {rp.uuid: {"VCPU": 1}}, 1), consumers))
         assert placement.usages(rp.uuid) == {"VCPU": 16}
