@@ -129,6 +129,13 @@ def machine_ticks() -> tuple[int, int]:
     return fields[7], sum(fields[:8])
 
 
+def steal_pct_since(before: tuple[int, int]) -> float:
+    """The share of the machine's CPU time, in percent, that the hypervisor
+    gave to other guests since `before` (a machine_ticks() reading)."""
+    steal, ticks = (now - then for now, then in zip(machine_ticks(), before, strict=True))
+    return 100 * steal / max(ticks, 1)
+
+
 class CpuMeter:
     """CPU milliseconds each part spent between start() and stop(); a part may be
     several processes (the host simulators), or a function (the database server),
@@ -158,6 +165,5 @@ class CpuMeter:
 
     def stop(self) -> dict[str, float]:
         after = self._now()
-        steal, ticks = (a - b for a, b in zip(machine_ticks(), self._ticks_before, strict=True))
-        self.steal_pct = 100 * steal / max(ticks, 1)
+        self.steal_pct = steal_pct_since(self._ticks_before)
         return {name: after[name] - self._before[name] for name in after}

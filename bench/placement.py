@@ -42,7 +42,7 @@ from stratus.placement.v1 import (
 from stratus.placement.v1 import allocations_pb2 as alloc_pb
 from stratus.placement.v1 import resource_providers_pb2 as rp_pb
 
-from bench.edge import machine_ticks, yardstick_ms
+from bench.edge import machine_ticks, steal_pct_since, yardstick_ms
 from deploy.local.mesh import ROOT, start_service
 
 METADATA = (("x-stratus-roles", "service"),)
@@ -214,7 +214,7 @@ async def measure(database: str, size: int, claims: int) -> dict:
         # Claims land on the first hosts a scheduler would see: a limited candidate list.
         claims_per_s, conflicts, claimed = await claim_rate(channel, providers[:1000], claims)
         releases_per_s = await release_rate(channel, claimed)
-        steal, ticks = (a - b for a, b in zip(machine_ticks(), ticks_before, strict=True))
+        steal_pct = steal_pct_since(ticks_before)
     return {
         "database": database,
         "providers": size,
@@ -226,7 +226,7 @@ async def measure(database: str, size: int, claims: int) -> dict:
         "conflicts": conflicts,
         "claims": claims,
         "releases_per_s": releases_per_s,
-        "steal_pct": 100 * steal / max(ticks, 1),
+        "steal_pct": steal_pct,
     }
 
 
