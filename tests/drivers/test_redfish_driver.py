@@ -217,11 +217,16 @@ async def test_a_bmc_gone_after_spawn_shows_nostate_and_keeps_its_machine(tmp_pa
 
 async def test_a_machine_slower_than_the_power_timeout_is_a_clear_fault_and_stays_free(tmp_path):
     # The fake backend takes 1-11 s per power change, and reports no CPUs or memory
-    # (which then limit no flavor).
+    # (which then limit no flavor). It sets the change for int(now) + 1..11 s, so a
+    # request late in a second may take effect within the timeout (a draw of 1 s in
+    # the last 0.3 s of a second: about 3% of runs failed). Started at the top of a
+    # second, the change is more than the timeout away unless the spawn's steps
+    # before it take 0.7 s.
     bmc = Emulator(tmp_path / "bmc", machines=(BM0,), fake=True).start()
     enrolment = load_enrolment(write_machines_file(tmp_path / "etc", bmc, (BM0,)))
     driver = RedfishDriver(enrolment, tmp_path / "state", power_timeout_s=0.3)
     try:
+        await asyncio.sleep(1 - time.time() % 1)
         with pytest.raises(StratusError) as slow:
             await driver.spawn(spec(vcpus=64))
         assert slow.value.code == "hostagent.driver_error"
