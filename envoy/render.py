@@ -41,6 +41,7 @@ INTERNAL_METHODS = (
     "stratus.placement.v1.AllocationService/PutAllocations",
     "stratus.placement.v1.AllocationService/BatchPutAllocations",
     "stratus.placement.v1.AllocationService/DeleteAllocations",
+    "stratus.placement.v1.AllocationService/BatchDeleteAllocations",
 )
 _TYPE = "type.googleapis.com/envoy.extensions."
 EXT_PROC = "envoy.filters.http.ext_proc"

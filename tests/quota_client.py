@@ -85,6 +85,11 @@ class Quota:
             pb.ReleaseRequest(consumer_id=consumer), metadata=self.metadata, timeout=30
         )
 
+    def release_batch(self, consumers: list[str]) -> None:
+        self.stub.BatchRelease(
+            pb.BatchReleaseRequest(consumer_ids=consumers), metadata=self.metadata, timeout=30
+        )
+
     def project(self, project: str) -> pb.ProjectQuota:
         return self.stub.GetProjectQuota(
             pb.GetProjectQuotaRequest(project_id=project), metadata=self.metadata, timeout=30

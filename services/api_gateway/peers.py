@@ -11,11 +11,17 @@ few DeleteAllocations within milliseconds, before their handler ran (cause
 in gRPC core not found); each such delete then waited for the reconciler,
 two minutes. Retries come from tenacity, a well-kept retry library already
 in the environment (sushy-tools depends on it).
+
+Releases that arrive together (servers deleted at once) leave in one batch
+call to each peer (Releases below): a call of its own to placement and to
+quota per delete was about a third of what a delete cost the whole mesh.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import grpc
 import tenacity
@@ -27,6 +33,7 @@ from stratus.placement.v1 import resource_providers_pb2 as rp_pb
 from stratus.quota.v1 import quota_pb2, quota_pb2_grpc
 from stratus.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 
+from services.common.batching import Batcher
 from services.common.context import REQUEST_ID_KEY, ROLES_KEY, SERVICE_ROLE, USER_KEY, current
 from services.common.errors import StratusError, Unavailable
 from services.common.peer_errors import from_rpc_error
@@ -35,6 +42,8 @@ from services.common.status_details import from_status
 log = logging.getLogger(__name__)
 
 CALL_TIMEOUT_S = 30
+# Consumers per batch release call (both peers accept up to 1,000).
+RELEASE_BATCH = 500
 # A spawn may wait for a hypervisor; generous, but bounded.
 AGENT_TIMEOUT_S = 120
 
@@ -64,9 +73,62 @@ async def _call_idempotent(peer: str, method, request):
     return await _call(peer, method, request)
 
 
+class Releases:
+    """Idempotent releases of one peer: those that arrive together go in one
+    batch call (retried as a whole while the call itself fails). A peer too
+    old to have the batch call (UNIMPLEMENTED, during a rolling upgrade) is
+    sent one call per consumer from then on."""
+
+    def __init__(
+        self,
+        peer: str,
+        batch: Callable[[list[str]], Awaitable[object]],
+        one: Callable[[str], Awaitable[object]],
+    ) -> None:
+        self._peer = peer
+        self._batch = batch
+        self._one = one
+        self._batched = True
+        self._batcher: Batcher[str, None] = Batcher(
+            self._send, max_batch=RELEASE_BATCH, distinct=lambda consumer: consumer
+        )
+
+    async def release(self, consumer: str) -> None:
+        await self._batcher.submit(consumer)
+
+    async def _send(self, consumers: list[str]) -> list[BaseException | None]:
+        if self._batched:
+            try:
+                await self._batch(consumers)
+                return [None] * len(consumers)
+            except StratusError as error:
+                if not _unimplemented(error):
+                    raise
+                log.warning("%s has no batch release yet: releasing one by one", self._peer)
+                self._batched = False
+        outcomes = await asyncio.gather(*map(self._one, consumers), return_exceptions=True)
+        return [o if isinstance(o, BaseException) else None for o in outcomes]
+
+
+def _unimplemented(error: StratusError) -> bool:
+    cause = error.__cause__
+    return isinstance(cause, grpc.RpcError) and cause.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
 class Quota:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = quota_pb2_grpc.QuotaServiceStub(channel)
+        self._releases = Releases(
+            "quota",
+            lambda consumers: _call_idempotent(
+                "quota",
+                self._stub.BatchRelease,
+                quota_pb2.BatchReleaseRequest(consumer_ids=consumers),
+            ),
+            lambda consumer: _call_idempotent(
+                "quota", self._stub.Release, quota_pb2.ReleaseRequest(consumer_id=consumer)
+            ),
+        )
 
     async def claim(
         self, consumer: str, project: str, deltas: dict[str, int], server_group: str = ""
@@ -110,9 +172,7 @@ class Quota:
         return [from_status(r.error) if r.HasField("error") else None for r in reply.results]
 
     async def release(self, consumer: str) -> None:
-        await _call_idempotent(
-            "quota", self._stub.Release, quota_pb2.ReleaseRequest(consumer_id=consumer)
-        )
+        await self._releases.release(consumer)
 
     async def project(self, project: str) -> quota_pb2.ProjectQuota:
         return await _call(
@@ -150,6 +210,19 @@ class Placement:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._allocations = allocations_pb2_grpc.AllocationServiceStub(channel)
         self._providers = resource_providers_pb2_grpc.ResourceProviderServiceStub(channel)
+        self._releases = Releases(
+            "placement",
+            lambda consumers: _call_idempotent(
+                "placement",
+                self._allocations.BatchDeleteAllocations,
+                alloc_pb.BatchDeleteAllocationsRequest(consumer_uuids=consumers),
+            ),
+            lambda consumer: _call_idempotent(
+                "placement",
+                self._allocations.DeleteAllocations,
+                alloc_pb.DeleteAllocationsRequest(consumer_uuid=consumer),
+            ),
+        )
 
     async def move(
         self, consumer: str, project: str, user: str, allocations: dict[str, dict[str, int]]
@@ -174,11 +247,7 @@ class Placement:
         await _call("placement", self._allocations.PutAllocations, request)
 
     async def release(self, consumer: str) -> None:
-        await _call_idempotent(
-            "placement",
-            self._allocations.DeleteAllocations,
-            alloc_pb.DeleteAllocationsRequest(consumer_uuid=consumer),
-        )
+        await self._releases.release(consumer)
 
     async def consumers_on(self, provider: str) -> tuple[int, set[str]]:
         """The provider's generation, and every consumer holding something on it."""

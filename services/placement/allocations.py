@@ -11,6 +11,8 @@ usage go to this replica's capacity index.
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import func, select
 
 from services.common.db import Database
@@ -65,6 +67,11 @@ class Allocations:
     async def delete(self, consumer_uuid: str, generation: int | None) -> None:
         """Release everything the consumer holds. A missing consumer is already deleted."""
         await self._group_commit.write(Release(consumer_uuid, generation))
+
+    async def delete_many(self, consumer_uuids: list[str]) -> None:
+        """delete for each consumer, at any generation; each stands alone (they
+        share group commit's batches with the claims arriving meanwhile)."""
+        await asyncio.gather(*(self.delete(uuid, None) for uuid in consumer_uuids))
 
     async def project_usages(self, project_id: str) -> dict[str, int]:
         async with self._db.read() as conn:

@@ -319,5 +319,9 @@ class Claims:
         """Give back what the consumer claimed. No claim: already released."""
         await self._releases.submit(consumer_id)
 
+    async def release_many(self, consumer_ids: list[str]) -> None:
+        """release for each consumer; each stands alone."""
+        await asyncio.gather(*(self._releases.submit(c) for c in consumer_ids))
+
     async def _release_all(self, consumer_ids: list[str]) -> list[None]:
         return await self._db.run_write(_release, consumer_ids)

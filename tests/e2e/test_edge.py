@@ -141,9 +141,19 @@ def test_placement_claims_are_not_reachable_through_the_edge(sqlite_mesh):
     from tests.harness import ADMIN
 
     edge = sqlite_mesh.layout.address("envoy")
-    request = allocations_pb2.DeleteAllocationsRequest(consumer_uuid=str(uuid.uuid4()))
-    with grpc.insecure_channel(edge) as channel, pytest.raises(grpc.RpcError) as hidden:
-        allocations_pb2_grpc.AllocationServiceStub(channel).DeleteAllocations(
-            request, metadata=sqlite_mesh.edge_metadata(ADMIN), timeout=5
-        )
-    assert hidden.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    consumer = str(uuid.uuid4())
+    with grpc.insecure_channel(edge) as channel:
+        stub = allocations_pb2_grpc.AllocationServiceStub(channel)
+        for method, request in (
+            (
+                stub.DeleteAllocations,
+                allocations_pb2.DeleteAllocationsRequest(consumer_uuid=consumer),
+            ),
+            (
+                stub.BatchDeleteAllocations,
+                allocations_pb2.BatchDeleteAllocationsRequest(consumer_uuids=[consumer]),
+            ),
+        ):
+            with pytest.raises(grpc.RpcError) as hidden:
+                method(request, metadata=sqlite_mesh.edge_metadata(ADMIN), timeout=5)
+            assert hidden.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -287,3 +287,51 @@ def test_members_cannot_read_allocations_in_batch(mesh):
         member = Placement(channel, metadata=(("x-stratus-roles", "member"),))
         error = rpc_error(lambda: batch_get(member, new_uuid()))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def batch_delete(placement: Placement, *consumers: str):
+    return placement.call(
+        placement.allocations.BatchDeleteAllocations,
+        pb.BatchDeleteAllocationsRequest(consumer_uuids=consumers),
+    )
+
+
+def test_a_batch_delete_releases_every_consumer_listed(placement):
+    a = placement.provider(VCPU=8, MEMORY_MB=4096)
+    b = placement.provider(VCPU=8)
+    first, second, kept, unknown = new_uuid(), new_uuid(), new_uuid(), new_uuid()
+    placement.claim(first, {a.uuid: {"VCPU": 2, "MEMORY_MB": 1024}, b.uuid: {"VCPU": 1}})
+    placement.claim(second, {a.uuid: {"VCPU": 3}})
+    placement.claim(kept, {b.uuid: {"VCPU": 4}})
+
+    batch_delete(placement, first, unknown, second)
+
+    assert placement.held(first) == placement.held(second) == {}
+    assert placement.held(kept) == {b.uuid: {"VCPU": 4}}
+    assert placement.usages(a.uuid) == {"VCPU": 0, "MEMORY_MB": 0}
+    assert placement.usages(b.uuid) == {"VCPU": 4}
+    batch_delete(placement, first, second)  # a retried batch changes nothing
+    assert placement.usages(b.uuid) == {"VCPU": 4}
+
+
+def test_a_batch_delete_refuses_bad_ids_and_changes_nothing(placement):
+    rp = placement.provider(VCPU=4)
+    consumer = new_uuid()
+    placement.claim(consumer, {rp.uuid: {"VCPU": 2}})
+    for bad, field in (
+        ([consumer, "not-a-uuid"], "consumer_uuids[1]"),
+        ([consumer, consumer], "consumer_uuids"),
+        ([], "consumer_uuids"),
+        ([consumer] + [new_uuid() for _ in range(1000)], "consumer_uuids"),
+    ):
+        error = rpc_error(lambda ids=bad: batch_delete(placement, *ids))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, bad[:2]
+        assert field in error.details()
+    assert placement.held(consumer) == {rp.uuid: {"VCPU": 2}}
+
+
+def test_members_cannot_delete_allocations_in_batch(mesh):
+    with mesh.channel("placement") as channel:
+        member = Placement(channel, metadata=(("x-stratus-roles", "member"),))
+        error = rpc_error(lambda: batch_delete(member, new_uuid()))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED

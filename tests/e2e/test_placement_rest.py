@@ -88,6 +88,8 @@ def test_provider_inventory_and_candidates_over_rest(admin):
     )
     assert claimed.status_code == 404, claimed.text
     assert admin.delete(f"/v1/placement/consumers/{consumer}/allocations").status_code == 404
+    batch = admin.post("/v1/placement/allocations:batchDelete", json={"consumer_uuids": [consumer]})
+    assert batch.status_code == 404, batch.text
     assert admin.get(f"/v1/placement/consumers/{consumer}/allocations").status_code == 200
     usages = admin.get("/v1/placement/usages", params={"project_id": "p1"})
     assert usages.status_code == 200

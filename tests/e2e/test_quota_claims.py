@@ -63,6 +63,35 @@ def test_releasing_twice_or_an_unknown_consumer_succeeds(quota):
     assert quota.in_use(project) == {}
 
 
+def test_a_batch_release_gives_back_each_consumer_listed(quota):
+    project = new_project()
+    first, second, kept = new_uuid(), new_uuid(), new_uuid()
+    quota.claim(first, project, instances=1, cores=2)
+    quota.claim(second, project, instances=1, cores=4)
+    quota.claim(kept, project, instances=1, cores=1)
+
+    quota.release_batch([first, new_uuid(), second])
+    assert quota.in_use(project) == {"instances": 1, "cores": 1}
+    quota.release_batch([first, second])  # a retried batch changes nothing
+    assert quota.in_use(project) == {"instances": 1, "cores": 1}
+
+
+def test_a_batch_release_refuses_bad_ids_and_changes_nothing(quota):
+    project = new_project()
+    server = new_uuid()
+    quota.claim(server, project, cores=3)
+    for bad, field in (
+        ([server, "not-a-uuid"], "consumer_ids[1]"),
+        ([server, server], "consumer_ids"),
+        ([], "consumer_ids"),
+        ([server] + [new_uuid() for _ in range(1000)], "consumer_ids"),
+    ):
+        error = rpc_error(lambda ids=bad: quota.release_batch(ids))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, bad[:2]
+        assert field in error.details()
+    assert quota.in_use(project) == {"cores": 3}
+
+
 def test_a_claim_is_all_or_nothing_across_resources(quota):
     project = new_project()
     quota.set_limit(project, "ram_mb", 4096)
@@ -112,6 +141,8 @@ def test_only_services_and_admins_claim_and_release(quota):
     assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
     assert reason(denied) == "stratus.role_required"
     assert reason(rpc_error(lambda: member.release(new_uuid()))) == "stratus.role_required"
+    denied = rpc_error(lambda: member.release_batch([new_uuid()]))
+    assert reason(denied) == "stratus.role_required"
     admin = Quota(quota.channel, metadata=(("x-stratus-roles", "admin"),))
     project = new_project()
     admin.claim(new_uuid(), project, cores=1)

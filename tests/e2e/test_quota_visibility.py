@@ -57,3 +57,19 @@ def test_members_cannot_claim_or_release_over_rest(mesh):
         assert claim.status_code == 403
         assert claim.json()["error"]["reason"] == "stratus.role_required"
         assert member.delete(f"/v1/quota/claims/{new_uuid()}").status_code == 403
+        batch = member.post("/v1/quota/claims:batchRelease", json={"consumer_ids": [new_uuid()]})
+        assert batch.status_code == 403, batch.text
+
+
+def test_admins_release_in_batch_over_rest(mesh, quota):
+    project = new_project()
+    first, second = new_uuid(), new_uuid()
+    quota.claim(first, project, cores=2)
+    quota.claim(second, project, cores=1)
+    with mesh.rest(ADMIN) as admin:
+        released = admin.post("/v1/quota/claims:batchRelease", json={"consumer_ids": [first]})
+        assert released.status_code == 200, released.text
+        bad = admin.post("/v1/quota/claims:batchRelease", json={"consumer_ids": ["nope"]})
+    assert bad.status_code == 400
+    assert "consumer_ids[0]" in bad.text
+    assert quota.in_use(project) == {"cores": 1}

@@ -1,11 +1,17 @@
-"""api_gateway retries an idempotent release when the call itself failed, and
-only then: a peer's own answer (not found, refused) is final.
+"""api_gateway's releases: those that arrive together leave in one call; a
+release is retried when the call itself failed, and only then (a peer's own
+answer, not found or refused, is final); a peer too old for the batch call
+is sent one call per consumer.
 
-A real gRPC server stands in for placement; its DeleteAllocations ends the
-first calls with a bare CANCELLED, as placement's server did under a burst
-of deletes on PostgreSQL."""
+A real gRPC server stands in for placement: its batch release ends the first
+calls with a bare CANCELLED, as placement's server did under a burst of
+deletes on PostgreSQL; an older placement (no BatchDeleteAllocations) cannot
+run here, so one servicer leaves that method out."""
 
 from __future__ import annotations
+
+import asyncio
+import uuid
 
 import grpc
 import pytest
@@ -20,12 +26,23 @@ class FlakyAllocations(allocations_pb2_grpc.AllocationServiceServicer):
     def __init__(self, failures: int, status: grpc.StatusCode) -> None:
         self.failures = failures
         self.status = status
-        self.calls = 0
+        self.calls: list[list[str]] = []
+
+    async def BatchDeleteAllocations(self, request, context):
+        self.calls.append(list(request.consumer_uuids))
+        if len(self.calls) <= self.failures:
+            await context.abort(self.status, "")
+        return empty_pb2.Empty()
+
+
+class OlderAllocations(allocations_pb2_grpc.AllocationServiceServicer):
+    """A placement from before BatchDeleteAllocations."""
+
+    def __init__(self) -> None:
+        self.released: list[str] = []
 
     async def DeleteAllocations(self, request, context):
-        self.calls += 1
-        if self.calls <= self.failures:
-            await context.abort(self.status, "")
+        self.released.append(request.consumer_uuid)
         return empty_pb2.Empty()
 
 
@@ -33,7 +50,7 @@ class FlakyAllocations(allocations_pb2_grpc.AllocationServiceServicer):
 async def serve():
     started: list[tuple[grpc.aio.Server, grpc.aio.Channel]] = []
 
-    async def start(servicer: FlakyAllocations) -> Placement:
+    async def start(servicer) -> Placement:
         server = grpc.aio.server()
         allocations_pb2_grpc.add_AllocationServiceServicer_to_server(servicer, server)
         port = server.add_insecure_port("127.0.0.1:0")
@@ -48,11 +65,25 @@ async def serve():
         await server.stop(None)
 
 
+def consumers(count: int) -> list[str]:
+    return [str(uuid.uuid4()) for _ in range(count)]
+
+
+async def test_releases_that_arrive_together_leave_in_one_call(serve):
+    placement_service = FlakyAllocations(0, grpc.StatusCode.OK)
+    placement = await serve(placement_service)
+    first, *others = consumers(40)
+    await placement.release(first)
+    await asyncio.gather(*map(placement.release, others))
+    # A lone release waits for nobody; the others go together, in order.
+    assert placement_service.calls == [[first], others]
+
+
 async def test_a_release_cut_off_twice_is_retried_and_succeeds(serve):
     placement_service = FlakyAllocations(2, grpc.StatusCode.CANCELLED)
     placement = await serve(placement_service)
     await placement.release("c-1")
-    assert placement_service.calls == 3
+    assert placement_service.calls == [["c-1"]] * 3
 
 
 async def test_a_release_that_keeps_failing_gives_up_with_a_clear_error(serve):
@@ -61,7 +92,7 @@ async def test_a_release_that_keeps_failing_gives_up_with_a_clear_error(serve):
     with pytest.raises(Unavailable) as failed:
         await placement.release("c-1")
     assert failed.value.code == "stratus.placement_unavailable"
-    assert placement_service.calls == 4
+    assert len(placement_service.calls) == 4
 
 
 async def test_a_peer_answer_is_not_retried(serve):
@@ -69,4 +100,14 @@ async def test_a_peer_answer_is_not_retried(serve):
     placement = await serve(placement_service)
     with pytest.raises(NotFound):
         await placement.release("c-1")
-    assert placement_service.calls == 1
+    assert len(placement_service.calls) == 1
+
+
+async def test_an_older_placement_is_sent_one_release_per_consumer(serve):
+    older = OlderAllocations()
+    placement = await serve(older)
+    together = consumers(5)
+    await asyncio.gather(*map(placement.release, together))
+    later = consumers(1)
+    await placement.release(later[0])
+    assert sorted(older.released) == sorted(together + later)

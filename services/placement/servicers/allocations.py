@@ -87,6 +87,11 @@ class AllocationServicer(allocations_pb2_grpc.AllocationServiceServicer):
         await self._allocations.delete(request.consumer_uuid, generation)
         return empty_pb2.Empty()
 
+    async def BatchDeleteAllocations(self, request, context):
+        require_operator("deleting allocations")
+        await self._allocations.delete_many(list(request.consumer_uuids))
+        return empty_pb2.Empty()
+
     async def GetProjectUsages(self, request, context):
         require_operator("reading usages")
         usages = await self._allocations.project_usages(request.project_id)

@@ -82,6 +82,11 @@ class QuotaServicer(quota_pb2_grpc.QuotaServiceServicer):
         await self._claims.release(request.consumer_id)
         return empty_pb2.Empty()
 
+    async def BatchRelease(self, request, context):
+        require_operator("releasing quota")
+        await self._claims.release_many(list(request.consumer_ids))
+        return empty_pb2.Empty()
+
     async def GetProjectQuota(self, request, context):
         require_project_reader(request.project_id)
         return project_to_proto(await self._limits.project_quota(request.project_id))
