@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import grpc
 import tenacity
@@ -82,9 +82,10 @@ class Releases:
     def __init__(
         self,
         peer: str,
-        batch: Callable[[list[str]], Awaitable[object]],
-        one: Callable[[str], Awaitable[object]],
+        batch: Callable[[list[str]], tuple[object, object]],
+        one: Callable[[str], tuple[object, object]],
     ) -> None:
+        """`batch(consumers)` and `one(consumer)` name the stub method and its request."""
         self._peer = peer
         self._batch = batch
         self._one = one
@@ -99,14 +100,17 @@ class Releases:
     async def _send(self, consumers: list[str]) -> list[BaseException | None]:
         if self._batched:
             try:
-                await self._batch(consumers)
+                await _call_idempotent(self._peer, *self._batch(consumers))
                 return [None] * len(consumers)
             except StratusError as error:
                 if not _unimplemented(error):
                     raise
                 log.warning("%s has no batch release yet: releasing one by one", self._peer)
                 self._batched = False
-        outcomes = await asyncio.gather(*map(self._one, consumers), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(_call_idempotent(self._peer, *self._one(c)) for c in consumers),
+            return_exceptions=True,
+        )
         return [o if isinstance(o, BaseException) else None for o in outcomes]
 
 
@@ -120,14 +124,8 @@ class Quota:
         self._stub = quota_pb2_grpc.QuotaServiceStub(channel)
         self._releases = Releases(
             "quota",
-            lambda consumers: _call_idempotent(
-                "quota",
-                self._stub.BatchRelease,
-                quota_pb2.BatchReleaseRequest(consumer_ids=consumers),
-            ),
-            lambda consumer: _call_idempotent(
-                "quota", self._stub.Release, quota_pb2.ReleaseRequest(consumer_id=consumer)
-            ),
+            lambda ids: (self._stub.BatchRelease, quota_pb2.BatchReleaseRequest(consumer_ids=ids)),
+            lambda one: (self._stub.Release, quota_pb2.ReleaseRequest(consumer_id=one)),
         )
 
     async def claim(
@@ -212,15 +210,13 @@ class Placement:
         self._providers = resource_providers_pb2_grpc.ResourceProviderServiceStub(channel)
         self._releases = Releases(
             "placement",
-            lambda consumers: _call_idempotent(
-                "placement",
+            lambda ids: (
                 self._allocations.BatchDeleteAllocations,
-                alloc_pb.BatchDeleteAllocationsRequest(consumer_uuids=consumers),
+                alloc_pb.BatchDeleteAllocationsRequest(consumer_uuids=ids),
             ),
-            lambda consumer: _call_idempotent(
-                "placement",
+            lambda one: (
                 self._allocations.DeleteAllocations,
-                alloc_pb.DeleteAllocationsRequest(consumer_uuid=consumer),
+                alloc_pb.DeleteAllocationsRequest(consumer_uuid=one),
             ),
         )
 
