@@ -35,6 +35,7 @@ from services.api_gateway.servers import (
     BUILD,
     ERROR,
     ServerRecords,
+    detached_server,
     now,
     power_name,
     resources_of,
@@ -305,7 +306,7 @@ def _record(
     name: str,
     at,
 ) -> ServerRow:
-    return ServerRow(
+    return detached_server(
         id=server_id,
         name=name,
         project_id=ctx.project_id,

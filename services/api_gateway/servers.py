@@ -15,6 +15,8 @@ from typing import Any
 
 from sqlalchemy import and_, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm.attributes import instance_dict
+from sqlalchemy.orm.instrumentation import manager_of_class
 from stratus.compute.v1 import power_state_pb2
 
 from services.api_gateway.models import ServerActionRow, ServerRow
@@ -37,9 +39,22 @@ _actions = ServerActionRow.__table__
 SERVER_COLUMNS = {a.key: a.columns[0].name for a in inspect(ServerRow).column_attrs}
 
 
+_new_server_row = manager_of_class(ServerRow).new_instance
+
+
+def detached_server(**values: Any) -> ServerRow:
+    """A ServerRow holding these attribute values, built without the ORM's
+    per-attribute set events. Servers are read and written with Core, never
+    through a session, so nothing listens to those events; built the usual
+    way, the 100 rows of a multi-create cost about 6 ms of the request."""
+    row = _new_server_row()
+    instance_dict(row).update(values)
+    return row
+
+
 def server_row(columns) -> ServerRow:
     """A ServerRow (detached) from a Core row's mapping of column names."""
-    return ServerRow(**{attr: columns[column] for attr, column in SERVER_COLUMNS.items()})
+    return detached_server(**{attr: columns[column] for attr, column in SERVER_COLUMNS.items()})
 
 
 def resources_of(row: ServerRow) -> dict[str, int]:
