@@ -35,7 +35,14 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from services.api_gateway.models import ServerActionRow, ServerRow
-from services.api_gateway.servers import DELETED, SERVER_COLUMNS, action_values, now, server_row
+from services.api_gateway.servers import (
+    DELETED,
+    SERVER_COLUMNS,
+    action_values,
+    now,
+    server_row,
+    server_values,
+)
 from services.common.batching import Batcher
 from services.common.context import RequestContext
 from services.common.db import Database
@@ -61,13 +68,9 @@ class NewRecords:
     rows: list[ServerRow]
 
 
-def _row_values(row: ServerRow) -> dict[str, Any]:
-    return {column: getattr(row, attr) for attr, column in SERVER_COLUMNS.items()}
-
-
 def _add(conn: Connection, creates: list[NewRecords]) -> None:
     rows = [row for create in creates for row in create.rows]
-    conn.execute(insert(_servers), [_row_values(row) for row in rows])
+    conn.execute(insert(_servers), [server_values(row) for row in rows])
     conn.execute(
         insert(_actions),
         [

@@ -56,6 +56,14 @@ def detached_server(**values: Any) -> ServerRow:
     return row
 
 
+def server_values(row: ServerRow) -> dict[str, Any]:
+    """The row's column values by column name, read straight from its state
+    (through the ORM's attributes, a 100-server insert spent ~3 ms on reads
+    alone); an attribute never set is None, as the ORM would answer."""
+    values = instance_dict(row)
+    return {column: values.get(attr) for attr, column in SERVER_COLUMNS.items()}
+
+
 def server_row(columns) -> ServerRow:
     """A ServerRow (detached) from a Core row's mapping of column names."""
     return detached_server(**{attr: columns[column] for attr, column in SERVER_COLUMNS.items()})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from services.api_gateway.models import ServerRow
-from services.api_gateway.servers import detached_server, server_row
+from services.api_gateway.servers import detached_server, server_row, server_values
 
 
 def test_a_detached_server_reads_and_changes_like_a_constructed_one():
@@ -27,3 +27,12 @@ def test_a_row_read_back_with_core_keeps_every_column():
 def test_a_misspelt_attribute_is_refused():
     with pytest.raises(TypeError, match="nmae"):
         detached_server(id="s-1", nmae="web")
+
+
+def test_a_rows_values_name_every_column_and_leave_the_unset_ones_none():
+    row = detached_server(id="s-1", metadata_={"k": "v"})
+    row.task_state = "deleting"  # a change after construction is written too
+    values = server_values(row)
+    assert values.keys() == {column.name for column in ServerRow.__table__.columns}
+    assert values["metadata"] == {"k": "v"} and values["task_state"] == "deleting"
+    assert values["host"] is None and values["deleted_at"] is None
