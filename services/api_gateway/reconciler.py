@@ -16,7 +16,11 @@ services/common/leadership.py) runs a pass every reconcile_interval_s:
    host is compared only if its provider's generation or our servers on it
    changed since they last agreed: every allocation change bumps the
    generation, so an idle fleet costs a page listing per pass, not two calls
-   per host (2,000 a second at 10,000 hosts without the skip).
+   per host (2,000 a second at 10,000 hosts without the skip). Where the
+   two sides differ, ours is read again after placement's before anything
+   is repaired: a server deleted between the two reads must not look like
+   one that lost its allocation (in a boot benchmark's delete phase that
+   claimed ~1,000 allocations back for servers being deleted).
 Hosts that die need no pass: a server's host_status comes from the liveness
 watch, so it shows DOWN as soon as the key goes and UP when it is back.
 """
@@ -126,6 +130,11 @@ class Reconciler:
 
     async def _match_allocations(self, host: str, provider: str, servers: list[ServerRow]) -> None:
         generation, held = await self._placement.consumers_on(provider)
+        if held != {row.id for row in servers}:
+            # Read our side again, after placement's: the page's servers were
+            # read before, and one deleted since (its task says so before its
+            # allocation goes) would look like a server that lost its allocation.
+            servers = (await self._records.on_providers([provider])).get(provider, [])
         ours = {row.id: row for row in servers}
         if held == ours.keys():
             self._agreed[provider] = (generation, frozenset(held))
@@ -138,6 +147,10 @@ class Reconciler:
                 continue
             log.warning("releasing allocation of deleted server %s on %s", consumer, host)
             await self._placement.release(consumer)
+        # A server read after placement, settled and without a task, had no
+        # delete under way when placement said it held nothing here. (A delete
+        # that begins between our read and the claim below can still see its
+        # allocation come back; the next round releases it, as any leak.)
         for server_id in ours.keys() - held:
             row = ours[server_id]
             if row.task_state or row.status not in (ACTIVE, SHUTOFF, REBOOT):

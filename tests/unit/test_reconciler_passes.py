@@ -3,7 +3,7 @@ round robin, and only hosts where something changed since they last agreed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from services.api_gateway.reconciler import Reconciler
 from services.api_gateway.servers import ACTIVE
@@ -16,6 +16,12 @@ class _Row:
     provider_uuid: str
     status: str = ACTIVE
     task_state: str = ""
+    project_id: str = "p"
+    user_id: str = "u"
+    vcpus: int = 1
+    ram_mb: int = 512
+    disk_gb: int = 1
+    resources: dict | None = None
 
 
 class _Placement:
@@ -25,6 +31,7 @@ class _Placement:
         self.generation = {f"rp-{n}": 1 for n in names}
         self.consumers: dict[str, set[str]] = {p: set() for p in self.generation}
         self.compared: list[str] = []
+        self.claimed_again: list[str] = []
 
     async def generations(self, page_size: int, page_token: str) -> tuple[dict[str, int], str]:
         order = list(self.generation)
@@ -38,6 +45,12 @@ class _Placement:
         if provider not in self.generation:
             raise NotFound(f"resource provider {provider} does not exist")
         return self.generation[provider], set(self.consumers[provider])
+
+    async def move(self, consumer: str, project: str, user: str, allocations: dict) -> None:
+        self.claimed_again.append(consumer)
+        for provider in allocations:
+            self.consumers[provider].add(consumer)
+            self.generation[provider] += 1
 
     async def release(self, consumer: str) -> None:
         for provider, consumers in self.consumers.items():
@@ -57,7 +70,8 @@ class _Records:
         by_provider: dict[str, list[_Row]] = {}
         for row in self.rows:
             if row.provider_uuid in providers and row.status != "DELETED":
-                by_provider.setdefault(row.provider_uuid, []).append(row)
+                # A copy: what was read does not change with the records.
+                by_provider.setdefault(row.provider_uuid, []).append(replace(row))
         return by_provider
 
 
@@ -123,3 +137,26 @@ async def test_providers_without_a_live_host_are_left_and_a_vanished_one_fails_n
 
     placement.generations = stale_listing
     assert await _passes(reconciler, placement, 1) == [["rp-h1", "rp-h3"]]
+
+
+async def test_a_server_deleted_after_the_listing_is_not_claimed_again():
+    placement, records = _Placement(["h1"]), _Records()
+    records.rows = [_Row("s1", "rp-h1")]  # ACTIVE when the pass lists our servers
+    consumers_on = placement.consumers_on
+
+    async def deleted_meanwhile(provider):
+        # The delete began (its task first) and released the allocation.
+        records.rows[0].task_state = "deleting"
+        return await consumers_on(provider)
+
+    placement.consumers_on = deleted_meanwhile
+    await _passes(_reconciler(placement, records, _Liveness(["h1"]), per_pass=10), placement, 1)
+    assert placement.claimed_again == [] and placement.consumers["rp-h1"] == set()
+
+
+async def test_a_settled_server_whose_allocation_is_lost_is_claimed_again():
+    placement, records = _Placement(["h1"]), _Records()
+    records.rows = [_Row("s1", "rp-h1")]
+    reconciler = _reconciler(placement, records, _Liveness(["h1"]), per_pass=10)
+    await _passes(reconciler, placement, 1)
+    assert placement.claimed_again == ["s1"] and placement.consumers["rp-h1"] == {"s1"}
