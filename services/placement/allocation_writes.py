@@ -225,7 +225,8 @@ def write_all(
         freed: dict[tuple[int, str], int] = defaultdict(int)
         for pid, rc, n in old:
             freed[(pid, rc)] += n
-        released = conn.execute(_give_back_statement(len(freed)), _amounts(freed))
+        rows = _rows_for(len(freed))
+        released = conn.execute(_give_back_statement(rows), _amounts(freed, rows))
         for row in released:
             written.took(*row)
     holders = [p.request.consumer_uuid for p in pending if p.old]
@@ -287,10 +288,22 @@ def _wanted(rows: int) -> str:
     return f"WITH wanted(provider_id, resource_class, n) AS (VALUES {values}) "
 
 
-def _amounts(amounts: dict[tuple[int, str], int]) -> dict[str, object]:
+def _rows_for(count: int) -> int:
+    """The statement size that holds `count` rows: a power of two, so a few
+    sizes serve every batch. One statement per exact count meant hundreds of
+    sizes under a boot run, each compiled by SQLAlchemy on first use and
+    again once its compiled-cache entry was pushed out."""
+    return 1 << max(count - 1, 0).bit_length()
+
+
+def _amounts(amounts: dict[tuple[int, str], int], rows: int) -> dict[str, object]:
+    """The parameters of a statement of `rows` rows: the amounts, then NULL
+    rows, which match no inventory."""
     params: dict[str, object] = {}
     for i, ((provider_id, resource_class), amount) in enumerate(amounts.items()):
         params.update({f"p{i}": provider_id, f"c{i}": resource_class, f"n{i}": amount})
+    for i in range(len(amounts), rows):
+        params.update({f"p{i}": None, f"c{i}": None, f"n{i}": None})
     return params
 
 
@@ -302,11 +315,11 @@ _ADJUST = (
 _ADJUSTED = "RETURNING inventories.provider_id, inventories.resource_class, inventories.used"
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=32)
 def _take_statement(rows: int) -> TextClause:
     """UPDATE adding n to each listed inventory's usage while n fits
     (resources.fits_sql), RETURNING the rows that took it. Built once per
-    row count, as is _give_back_statement: claims and releases are hot, and
+    size (_rows_for), as is _give_back_statement: claims and releases are hot, and
     composing expressions per call costs more than the database does."""
     return text(
         _wanted(rows)
@@ -316,7 +329,7 @@ def _take_statement(rows: int) -> TextClause:
     )
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=32)
 def _give_back_statement(rows: int) -> TextClause:
     """UPDATE taking n off each listed inventory's usage, RETURNING the rows."""
     return text(_wanted(rows) + _ADJUST.format(sign="-") + _ADJUSTED)
@@ -355,8 +368,9 @@ def _take_round(
     written: Written,
 ) -> None:
     taken = set()
+    rows = _rows_for(len(merged))
     for provider_id, resource_class, used in conn.execute(
-        _take_statement(len(merged)), _amounts(merged)
+        _take_statement(rows), _amounts(merged, rows)
     ):
         taken.add((provider_id, resource_class))
         written.took(provider_id, resource_class, used)
