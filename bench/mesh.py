@@ -228,15 +228,20 @@ class BenchMesh:
         if self._fleet is not None:
             self._fleet.stop()
             self._fleet = None
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.processes.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        # The services first, etcd once they are gone: stopped together, the
+        # services' logs filled with etcd errors from their last seconds.
+        last = {name: proc for name, proc in self.processes.items() if name == "etcd"}
+        first = {name: proc for name, proc in self.processes.items() if name not in last}
+        for wave in (first, last):
+            for proc in wave.values():
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGTERM)
+            for proc in wave.values():
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
         self.processes.clear()
         for name in self._pg_names:
             asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
