@@ -2,8 +2,7 @@
 
     .venv/bin/python -m bench.boot [--hosts 1000,10000] [--servers 10000[,single=N,...]]
                                    [--clients 8] [--variants single,multi,anti-affinity]
-                                   [--databases sqlite,postgresql] [--rates multi=500]
-                                   [--hosts-nice 10] [--quick]
+                                   [--databases sqlite,postgresql] [--rates multi=500] [--quick]
 
 For each database and host count it starts the real mesh (bench/mesh.py: a
 fresh database, N simulated hosts) and, per variant, K clients each with its
@@ -62,10 +61,6 @@ from bench.spans import SpanLogs
 FLAVOR = "m1.tiny"
 GROUP_SIZE = 10
 DELETES_IN_FLIGHT = 8  # per client
-# The simulated hosts run at this niceness (bench/mesh.py): on this one machine
-# their 10,000 agents' lease renewals and spawns would otherwise take CPU the
-# control plane would have to itself with the hosts on machines of their own.
-HOSTS_NICE = 10
 # api_gateway schedules the builds that queue together in one call.
 SELECT = ("SchedulerService/SelectDestinations", "SchedulerService/BatchSelectDestinations")
 PLACEMENT = (
@@ -253,7 +248,7 @@ async def run_variant(
 
 async def measure(args, database: str, hosts: int) -> list[dict]:
     rows = []
-    mesh = BenchMesh(database, hosts, trace_ratio=args.trace_ratio, hosts_nice=args.hosts_nice)
+    mesh = BenchMesh(database, hosts, trace_ratio=args.trace_ratio)
     started = time.perf_counter()
     await asyncio.to_thread(mesh.start)
     print(
@@ -390,12 +385,6 @@ async def main() -> None:
         type=_rates,
         default={},
         help="also run variants paced (open loop) at servers/s: multi=500,single=100",
-    )
-    parser.add_argument(
-        "--hosts-nice",
-        type=int,
-        default=HOSTS_NICE,
-        help="niceness of the simulated hosts' processes (0: same priority as the mesh)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="4 hosts, 200 servers, SQLite: a smoke run"

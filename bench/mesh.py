@@ -9,9 +9,6 @@ one new database per service, dropped at the end (as tests/conftest.py does).
 Hosts are the fleet simulator (deploy/local/fleet.py: many fake hosts per
 process, each with its own provider and lease) when it is available, else
 real fake-driver host agents, one process each (fine for a handful).
-`hosts_nice` runs the simulator at a lower CPU priority: its hosts stand for
-machines of their own, whose agents would not take CPU from the control
-plane as they must on one shared machine (their CPU is still measured).
 
 Quotas are unlimited: a benchmark measures the build path, not refusals.
 Tracing, when asked for, has the core services print a sample of their
@@ -82,7 +79,6 @@ class BenchMesh:
         *,
         trace_ratio: float = 0.0,
         env: dict[str, str] | None = None,
-        hosts_nice: int = 0,
     ) -> None:
         self.database = database
         self.hosts = hosts
@@ -93,7 +89,6 @@ class BenchMesh:
         self.layout.with_libvirt = False
         self._trace_ratio = trace_ratio
         self._extra_env = env or {}
-        self._hosts_nice = hosts_nice
         self.processes: dict[str, subprocess.Popen] = {}
         self._pg_names: list[str] = []
         self._fleet = None
@@ -176,9 +171,7 @@ class BenchMesh:
         if fleet is not None:
             # A simulator process per 2,500 hosts: more would only share the same 2 cores.
             processes = min(self.hosts, 1 + self.hosts // 2500)
-            self._fleet = fleet(
-                env, hosts=self.hosts, processes=processes, logs=self.logs, nice=self._hosts_nice
-            )
+            self._fleet = fleet(env, hosts=self.hosts, processes=processes, logs=self.logs)
             self._fleet.start()
             self._fleet.wait_registered(timeout=900)
             return

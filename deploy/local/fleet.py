@@ -74,7 +74,6 @@ class Fleet:
         processes: int = 1,
         name_prefix: str = "sim-",
         logs: Path | None = None,
-        nice: int = 0,
     ) -> None:
         if hosts < 1 or not 1 <= processes <= hosts:
             raise ValueError(f"need 1 <= processes <= hosts, got {processes} for {hosts} hosts")
@@ -84,8 +83,6 @@ class Fleet:
         # Contiguous slices: process p runs names[bounds[p]:bounds[p + 1]].
         self._bounds = [p * hosts // processes for p in range(processes + 1)]
         self._logs = logs
-        # Scheduling niceness of the simulator processes (see bench/mesh.py).
-        self._nice = nice
         self.processes: list[subprocess.Popen] = []
         self.addresses: list[str] = []
 
@@ -121,8 +118,6 @@ class Fleet:
             f"--count={end - first}",
             f"--name-prefix={self._prefix}",
         ]
-        if self._nice:
-            cmd = ["nice", "-n", str(self._nice), *cmd]
         env = {**self.env, "STRATUS_HOSTAGENT__LISTEN": address}
         if self._logs is None:
             return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
