@@ -25,6 +25,11 @@ import httpx
 from deploy.local.mesh import ROOT, MeshLayout, process_env, start_service, wait_ready
 from services.common.context import PROJECT_KEY, ROLES_KEY, USER_KEY
 
+# Python source that gives a program the Ctrl-C a terminal gives it. A shell
+# starts background jobs with SIGINT ignored (a suite run with `make test &`),
+# and a child inherits that: the Ctrl-C tests would then interrupt nothing.
+TERMINAL_SIGINT = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
 ADMIN = {"x-stratus-roles": "admin", "x-stratus-project": "admin-project", "x-stratus-user": "root"}
 MEMBER = {"x-stratus-roles": "member", "x-stratus-project": "project-a", "x-stratus-user": "alice"}
 

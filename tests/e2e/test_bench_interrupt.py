@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from deploy.local.mesh import ROOT
+from tests.harness import TERMINAL_SIGINT
 
 # A benchmark's shape: the mesh started from a thread, then a long wait.
 BENCHMARK = """
@@ -40,7 +41,10 @@ def _alive(pid: int) -> bool:
 
 def test_ctrl_c_stops_every_process_of_the_mesh():
     bench = subprocess.Popen(
-        [sys.executable, "-c", BENCHMARK], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", TERMINAL_SIGINT + BENCHMARK],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     pids: list[int] = []
     try:

@@ -15,6 +15,9 @@ import time
 import httpx
 
 from deploy.local.mesh import PORT_OFFSETS, ROOT
+from tests.harness import TERMINAL_SIGINT
+
+RUN = "deploy.local.run"  # what `make run` starts
 
 
 def _free_base() -> int:
@@ -36,8 +39,8 @@ def _launch(state_dir, base):
     return subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "deploy.local.run",
+            "-c",
+            TERMINAL_SIGINT + f"import runpy; runpy.run_module({RUN!r}, run_name='__main__')",
             "--state-dir",
             str(state_dir),
             "--port-base",
