@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import TextClause, bindparam, delete, insert, select, text, update
@@ -225,9 +226,7 @@ def write_all(
         freed: dict[tuple[int, str], int] = defaultdict(int)
         for pid, rc, n in old:
             freed[(pid, rc)] += n
-        rows = _rows_for(len(freed))
-        released = conn.execute(_give_back_statement(rows), _amounts(freed, rows))
-        for row in released:
+        for row in _adjust(conn, _give_back_statement, freed):
             written.took(*row)
     holders = [p.request.consumer_uuid for p in pending if p.old]
     if holders:
@@ -294,6 +293,17 @@ def _rows_for(count: int) -> int:
     sizes under a boot run, each compiled by SQLAlchemy on first use and
     again once its compiled-cache entry was pushed out."""
     return 1 << max(count - 1, 0).bit_length()
+
+
+def _adjust(
+    conn: Connection,
+    statement: Callable[[int], TextClause],
+    amounts: dict[tuple[int, str], int],
+):
+    """Run the take or give-back statement of the right size on these amounts;
+    its RETURNING rows."""
+    rows = _rows_for(len(amounts))
+    return conn.execute(statement(rows), _amounts(amounts, rows))
 
 
 def _amounts(amounts: dict[tuple[int, str], int], rows: int) -> dict[str, object]:
@@ -368,10 +378,7 @@ def _take_round(
     written: Written,
 ) -> None:
     taken = set()
-    rows = _rows_for(len(merged))
-    for provider_id, resource_class, used in conn.execute(
-        _take_statement(rows), _amounts(merged, rows)
-    ):
+    for provider_id, resource_class, used in _adjust(conn, _take_statement, merged):
         taken.add((provider_id, resource_class))
         written.took(provider_id, resource_class, used)
     refused = merged.keys() - taken
