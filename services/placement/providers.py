@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, exists, func, insert, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
@@ -62,20 +62,23 @@ class ProviderFilter:
     resources: str = ""
 
 
-def _select_providers():
-    parent, root = aliased(ProviderRow), aliased(ProviderRow)
-    return (
-        select(
-            ProviderRow.id,
-            ProviderRow.uuid,
-            ProviderRow.name,
-            ProviderRow.generation,
-            func.coalesce(parent.uuid, "").label("parent_uuid"),
-            root.uuid.label("root_uuid"),
-        )
-        .outerjoin(parent, parent.id == ProviderRow.parent_id)
-        .join(root, root.id == ProviderRow.root_id)
+# Providers with their parent's and root's uuids. Built once, at import:
+# composing the aliased join cost ~1.5 ms of CPU per call, about half of a
+# GetResourceProvider (statements are immutable; .where() makes a new one).
+_parent, _root = aliased(ProviderRow), aliased(ProviderRow)
+_PROVIDERS_WITH_TREE = (
+    select(
+        ProviderRow.id,
+        ProviderRow.uuid,
+        ProviderRow.name,
+        ProviderRow.generation,
+        func.coalesce(_parent.uuid, "").label("parent_uuid"),
+        _root.uuid.label("root_uuid"),
     )
+    .outerjoin(_parent, _parent.id == ProviderRow.parent_id)
+    .join(_root, _root.id == ProviderRow.root_id)
+)
+_BY_UUID = _PROVIDERS_WITH_TREE.where(ProviderRow.uuid == bindparam("provider_uuid"))
 
 
 def not_found(provider_uuid: str) -> NotFound:
@@ -85,7 +88,7 @@ def not_found(provider_uuid: str) -> NotFound:
 
 
 async def load_provider(conn: AsyncConnection, provider_uuid: str) -> Provider:
-    row = (await conn.execute(_select_providers().where(ProviderRow.uuid == provider_uuid))).first()
+    row = (await conn.execute(_BY_UUID, {"provider_uuid": provider_uuid})).first()
     if row is None:
         raise not_found(provider_uuid)
     return Provider(*row)
@@ -191,7 +194,7 @@ class ResourceProviders:
     ) -> tuple[list[Provider], str]:
         size = pagination.page_size(page_size)
         after = pagination.decode_token(page_token, arity=1)
-        query = _select_providers().order_by(ProviderRow.id).limit(size + 1)
+        query = _PROVIDERS_WITH_TREE.order_by(ProviderRow.id).limit(size + 1)
         if after is not None:
             query = query.where(ProviderRow.id > after[0])
         if wanted.name:
