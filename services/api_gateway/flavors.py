@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from services.api_gateway.models import FlavorRow
@@ -128,6 +129,17 @@ def _from_row(row) -> Flavor:
     )
 
 
+def _read_flavors(conn: Connection, query) -> list[Flavor]:
+    return [_from_row(row) for row in conn.execute(query)]
+
+
+def _flavor_by_id_or_name(conn: Connection, id_or_name: str) -> Flavor | None:
+    row = conn.execute(select(_flavors).where(_flavors.c.id == id_or_name)).first()
+    if row is None:
+        row = conn.execute(select(_flavors).where(_flavors.c.name == id_or_name)).first()
+    return _from_row(row) if row is not None else None
+
+
 class Flavors:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -157,11 +169,12 @@ class Flavors:
         return _from_row(row)
 
     async def get(self, ctx: RequestContext, flavor_id: str) -> Flavor:
-        async with self._db.snapshot() as session:
-            row = await session.get(FlavorRow, flavor_id)
-        if row is None or not (row.is_public or ctx.is_admin):
+        found = await self._db.run_read(
+            _read_flavors, select(_flavors).where(_flavors.c.id == flavor_id)
+        )
+        if not found or not (found[0].is_public or ctx.is_admin):
             raise NotFound(f"flavor {flavor_id} does not exist", code="compute.flavor_not_found")
-        return _from_row(row)
+        return found[0]
 
     async def find(self, ctx: RequestContext, id_or_name: str) -> Flavor:
         """A flavor by id or, failing that, by name (what users type).
@@ -184,12 +197,7 @@ class Flavors:
         return flavor
 
     async def _read(self, id_or_name: str) -> Flavor | None:
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(_flavors).where(_flavors.c.id == id_or_name))).first()
-            if row is None:
-                by_name = select(_flavors).where(_flavors.c.name == id_or_name)
-                row = (await conn.execute(by_name)).first()
-        return _from_row(row) if row is not None else None
+        return await self._db.run_read(_flavor_by_id_or_name, id_or_name)
 
     async def list(
         self, ctx: RequestContext, page_size: int, page_token: str
@@ -197,15 +205,14 @@ class Flavors:
         """One page of flavors ordered by name, and the token of the next page."""
         size = pagination.page_size(page_size)
         after = pagination.decode_token(page_token, arity=1)
-        query = select(FlavorRow).order_by(FlavorRow.name).limit(size + 1)
+        query = select(_flavors).order_by(_flavors.c.name).limit(size + 1)
         if after is not None:
-            query = query.where(FlavorRow.name > after[0])
+            query = query.where(_flavors.c.name > after[0])
         if not ctx.is_admin:
-            query = query.where(FlavorRow.is_public.is_(True))
-        async with self._db.snapshot() as session:
-            rows = list((await session.scalars(query)).all())
-        page = [_from_row(row) for row in rows[:size]]
-        next_token = pagination.encode_token([page[-1].name]) if len(rows) > size else ""
+            query = query.where(_flavors.c.is_public.is_(True))
+        flavors = await self._db.run_read(_read_flavors, query)
+        page = flavors[:size]
+        next_token = pagination.encode_token([page[-1].name]) if len(flavors) > size else ""
         return page, next_token
 
     async def delete(self, ctx: RequestContext, flavor_id: str) -> None:

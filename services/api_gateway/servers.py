@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, inspect, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm.attributes import instance_dict
 from sqlalchemy.orm.instrumentation import manager_of_class
@@ -67,6 +68,11 @@ def server_values(row: ServerRow) -> dict[str, Any]:
 def server_row(columns) -> ServerRow:
     """A ServerRow (detached) from a Core row's mapping of column names."""
     return detached_server(**{attr: columns[column] for attr, column in SERVER_COLUMNS.items()})
+
+
+def _read_servers(conn: Connection, query) -> list[ServerRow]:
+    """The servers a Core SELECT of the servers table finds."""
+    return [server_row(row._mapping) for row in conn.execute(query)]
 
 
 def resources_of(row: ServerRow) -> dict[str, int]:
@@ -141,21 +147,22 @@ class ServerRecords:
 
     async def get(self, ctx: RequestContext, server_id: str) -> ServerRow:
         """The server, if the caller may see it; another project's is "not found"."""
-        async with self._db.snapshot() as session:
-            row = await session.get(ServerRow, server_id)
+        row = await self.load(server_id)
         if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
             raise NotFound(f"server {server_id} does not exist", code="compute.server_not_found")
         return row
 
     async def load(self, server_id: str) -> ServerRow | None:
-        async with self._db.snapshot() as session:
-            return await session.get(ServerRow, server_id)
+        found = await self._db.run_read(
+            _read_servers, select(_servers).where(_servers.c.id == server_id)
+        )
+        return found[0] if found else None
 
     async def load_many(self, server_ids: list[str]) -> list[ServerRow]:
         """Those of the servers that exist, in one query."""
-        async with self._db.snapshot() as session:
-            query = select(ServerRow).where(ServerRow.id.in_(server_ids))
-            return list(await session.scalars(query))
+        return await self._db.run_read(
+            _read_servers, select(_servers).where(_servers.c.id.in_(server_ids))
+        )
 
     async def list(
         self,
@@ -169,27 +176,26 @@ class ServerRecords:
         page_token: str,
     ) -> tuple[list[ServerRow], str]:
         size = pagination.page_size(page_size)
-        query = select(ServerRow)
+        query = select(_servers)
         if not (ctx.is_admin and all_projects):
-            query = query.where(ServerRow.project_id == ctx.project_id)
+            query = query.where(_servers.c.project_id == ctx.project_id)
         if status:
-            query = query.where(ServerRow.status == status)
+            query = query.where(_servers.c.status == status)
         else:  # deleted servers only when asked for
-            query = query.where(ServerRow.status != DELETED)
+            query = query.where(_servers.c.status != DELETED)
         if name:
-            query = query.where(ServerRow.name == name)
+            query = query.where(_servers.c.name == name)
         if host and ctx.is_admin:
-            query = query.where(ServerRow.host == host)
+            query = query.where(_servers.c.host == host)
         after = pagination.decode_token(page_token, 2)
         if after:
             created, last_id = datetime.fromisoformat(after[0]), after[1]
             query = query.where(
-                (ServerRow.created_at < created)
-                | (and_(ServerRow.created_at == created, ServerRow.id < last_id))
+                (_servers.c.created_at < created)
+                | (and_(_servers.c.created_at == created, _servers.c.id < last_id))
             )
-        query = query.order_by(ServerRow.created_at.desc(), ServerRow.id.desc()).limit(size + 1)
-        async with self._db.snapshot() as session:
-            rows = list(await session.scalars(query))
+        query = query.order_by(_servers.c.created_at.desc(), _servers.c.id.desc()).limit(size + 1)
+        rows = await self._db.run_read(_read_servers, query)
         token = ""
         if len(rows) > size:
             rows = rows[:size]

@@ -99,6 +99,8 @@ def create_engine(url: str) -> AsyncEngine:
 # every checkout: with asyncpg that is three round trips (BEGIN, ";",
 # ROLLBACK) before each transaction, ~3% of a busy service's CPU.
 PING_IDLE_S = 5.0
+# Threads that run this process's SQLite reads (Database.run_read).
+READER_THREADS = 2
 
 
 def _ping_when_idle(engine: sqlalchemy.Engine) -> None:
@@ -237,8 +239,8 @@ class Database:
         # processes on one SQLite file still meet in the busy handler.)
         self._writers = asyncio.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
 
-        # Made on first use of run_write (see there).
-        self._sqlite_writer: tuple[sqlalchemy.Engine, ThreadPoolExecutor] | None = None
+        # SQLite's writer and reader threads, made on first use (run_write, run_read).
+        self._sqlite_threads: dict[str, tuple[sqlalchemy.Engine, ThreadPoolExecutor]] = {}
 
     async def migrate(self, migrations: Path) -> None:
         await migrate(self.engine, migrations)
@@ -287,7 +289,7 @@ class Database:
         (one hop per transaction), still queued behind the other writers of
         this process; elsewhere on the async connection (`run_sync`).
         """
-        writer = self._writer_thread()
+        writer = self._sqlite_thread("writer")
         if writer is None:
             async with self.write() as conn:
                 return await conn.run_sync(write, *args, **kwargs)
@@ -299,17 +301,49 @@ class Database:
             # next writer of this process starts.
             return await asyncio.shield(done)
 
-    def _writer_thread(self) -> tuple[sqlalchemy.Engine, ThreadPoolExecutor] | None:
+    async def run_read(
+        self, read: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`read(conn, *args, **kwargs)` in one read transaction (a consistent
+        snapshot); errors translated as read()'s.
+
+        `read` is synchronous SQLAlchemy Core, for run_write's reason. On a
+        SQLite file it runs on this process's reader threads, each read on a
+        sync connection of its own (one hop per read, not aiosqlite's several
+        per statement; a DEFERRED transaction, which WAL lets read during a
+        write, so reads never queue behind writers); elsewhere on the async
+        connection (`run_sync`).
+        """
+        reader = self._sqlite_thread("reader")
+        if reader is None:
+            async with self.read() as conn:
+                return await conn.run_sync(read, *args, **kwargs)
+        engine, threads = reader
+        loop = asyncio.get_running_loop()
+        async with _translated_errors():
+            return await loop.run_in_executor(threads, _read_in_thread, engine, read, args, kwargs)
+
+    def _sqlite_thread(self, role: str) -> tuple[sqlalchemy.Engine, ThreadPoolExecutor] | None:
+        """The sync engine and thread(s) of this process's SQLite writer or
+        readers, made on first use; None if the database is not a SQLite file."""
         url = self.engine.url
-        if self._sqlite_writer is None and url.get_backend_name() == "sqlite" and url.database:
-            engine = sqlalchemy.create_engine(url.set(drivername="sqlite"))
+        if url.get_backend_name() != "sqlite" or not url.database:
+            return None
+        made = self._sqlite_threads.get(role)
+        if made is None:
+            # One writer (SQLite has one write lock); two readers, whose
+            # connections may serve either thread.
+            workers = 1 if role == "writer" else READER_THREADS
+            engine = sqlalchemy.create_engine(
+                url.set(drivername="sqlite"), connect_args={"check_same_thread": workers == 1}
+            )
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
-            self._sqlite_writer = (
+            made = self._sqlite_threads[role] = (
                 engine,
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer"),
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"sqlite-{role}"),
             )
-        return self._sqlite_writer
+        return made
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -318,11 +352,16 @@ class Database:
             yield conn
 
     async def close(self) -> None:
-        if self._sqlite_writer is not None:
-            engine, thread = self._sqlite_writer
-            await asyncio.get_running_loop().run_in_executor(thread, engine.dispose)
-            thread.shutdown()
+        for engine, threads in self._sqlite_threads.values():
+            await asyncio.get_running_loop().run_in_executor(threads, engine.dispose)
+            threads.shutdown()
+        self._sqlite_threads.clear()
         await self.engine.dispose()
+
+
+def _read_in_thread(engine: sqlalchemy.Engine, read: Callable, args: tuple, kwargs: dict):
+    with engine.connect() as conn, conn.begin():
+        return read(conn, *args, **kwargs)
 
 
 def _write_in_thread(engine: sqlalchemy.Engine, write: Callable, args: tuple, kwargs: dict):

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, bindparam, exists, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
@@ -87,11 +88,15 @@ def not_found(provider_uuid: str) -> NotFound:
     )
 
 
-async def load_provider(conn: AsyncConnection, provider_uuid: str) -> Provider:
-    row = (await conn.execute(_BY_UUID, {"provider_uuid": provider_uuid})).first()
+def read_provider(conn: Connection, provider_uuid: str) -> Provider:
+    row = conn.execute(_BY_UUID, {"provider_uuid": provider_uuid}).first()
     if row is None:
         raise not_found(provider_uuid)
     return Provider(*row)
+
+
+async def load_provider(conn: AsyncConnection, provider_uuid: str) -> Provider:
+    return await conn.run_sync(read_provider, provider_uuid)
 
 
 async def bump_generation(conn: AsyncConnection, provider: Provider, expected: int) -> int:
@@ -186,8 +191,7 @@ class ResourceProviders:
             ) from None
 
     async def get(self, provider_uuid: str) -> Provider:
-        async with self._db.read() as conn:
-            return await load_provider(conn, provider_uuid)
+        return await self._db.run_read(read_provider, provider_uuid)
 
     async def list(
         self, wanted: ProviderFilter, page_size: int, page_token: str

@@ -4,6 +4,7 @@ and the allocations held on it."""
 from __future__ import annotations
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.db import Database
@@ -16,7 +17,12 @@ from services.placement.models import (
     ProviderAggregateRow,
     ProviderTraitRow,
 )
-from services.placement.providers import Provider, bump_generation, load_provider
+from services.placement.providers import (
+    Provider,
+    bump_generation,
+    load_provider,
+    read_provider,
+)
 
 _traits = ProviderTraitRow.__table__
 _aggregates = ProviderAggregateRow.__table__
@@ -91,26 +97,33 @@ class ProviderSets:
             )
 
     async def usages(self, provider_uuid: str) -> tuple[Provider, dict[str, int]]:
-        async with self._db.read() as conn:
-            provider = await load_provider(conn, provider_uuid)
-            rows = await conn.execute(
-                select(InventoryRow.resource_class, InventoryRow.used).where(
-                    InventoryRow.provider_id == provider.id
-                )
-            )
-            return provider, dict(rows.all())
+        return await self._db.run_read(_usages, provider_uuid)
 
     async def allocations(self, provider_uuid: str) -> tuple[Provider, dict[str, dict[str, int]]]:
-        async with self._db.read() as conn:
-            provider = await load_provider(conn, provider_uuid)
-            rows = await conn.execute(
-                select(
-                    AllocationRow.consumer_uuid, AllocationRow.resource_class, AllocationRow.used
-                )
-                .where(AllocationRow.provider_id == provider.id)
-                .order_by(AllocationRow.consumer_uuid)
-            )
-            held: dict[str, dict[str, int]] = {}
-            for consumer, resource_class, used in rows:
-                held.setdefault(consumer, {})[resource_class] = used
-            return provider, held
+        return await self._db.run_read(_allocations, provider_uuid)
+
+
+def _usages(conn: Connection, provider_uuid: str) -> tuple[Provider, dict[str, int]]:
+    provider = read_provider(conn, provider_uuid)
+    rows = conn.execute(
+        select(InventoryRow.resource_class, InventoryRow.used).where(
+            InventoryRow.provider_id == provider.id
+        )
+    )
+    return provider, dict(rows.all())
+
+
+def _allocations(
+    conn: Connection, provider_uuid: str
+) -> tuple[Provider, dict[str, dict[str, int]]]:
+    """The provider, and what each consumer holds on it."""
+    provider = read_provider(conn, provider_uuid)
+    rows = conn.execute(
+        select(AllocationRow.consumer_uuid, AllocationRow.resource_class, AllocationRow.used)
+        .where(AllocationRow.provider_id == provider.id)
+        .order_by(AllocationRow.consumer_uuid)
+    )
+    held: dict[str, dict[str, int]] = {}
+    for consumer, resource_class, used in rows:
+        held.setdefault(consumer, {})[resource_class] = used
+    return provider, held
