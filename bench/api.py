@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.edge import CpuMeter, EdgeClient, until_none
+from bench.edge import CpuMeter, EdgeClient, until_none, yardstick_ms
 from bench.mesh import BenchMesh
 from bench.placement import RESULTS, percentile
 
@@ -160,9 +160,11 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--servers", type=int, default=500)
     args = parser.parse_args()
+    yardstick = yardstick_ms()
     rows = []
     for database in args.databases.split(","):
         rows += await measure(database, args.servers, args.clients, args.seconds)
+    yardstick = (yardstick + yardstick_ms()) / 2
     report = table(rows)
     print(report)
     RESULTS.mkdir(exist_ok=True)
@@ -170,7 +172,9 @@ async def main() -> None:
     command = " ".join(["python -m bench.api", *sys.argv[1:]])
     (RESULTS / "api.md").write_text(
         "# Read API benchmark\n\n"
-        f"`{command}` on {os.cpu_count()} cores, shared by every process and the "
+        f"`{command}` on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}, yardstick "
+        f"{yardstick:.0f} ms (bench/edge.py: lower is a faster machine), shared by every "
+        "process and the "
         f"{args.clients} clients (one connection each, through Envoy with a JWT). "
         f"{args.servers} servers in the project; list servers returns a page of 100. "
         "CPU ms/req: utime + stime of the process over the run (/proc/<pid>/stat), "
