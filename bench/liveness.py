@@ -33,6 +33,7 @@ import urllib.request
 from datetime import date
 from pathlib import Path
 
+from bench.edge import yardstick_ms
 from bench.placement import percentile
 from deploy.local.fleet import Fleet
 from deploy.local.mesh import ROOT, MeshLayout, process_env, start_service
@@ -235,16 +236,19 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     ttls = [int(t) for t in args.ttls.split(",")]
+    yardstick = yardstick_ms()
     rows = []
     for size in sizes:
         with EtcdAndPlacement() as base:
             rows += [measure(base, size, ttl, args.crash_share) for ttl in ttls]
+    yardstick = (yardstick + yardstick_ms()) / 2
     command = "python -m bench.liveness " + shlex.join(sys.argv[1:])
     RESULTS.mkdir(exist_ok=True)
     plot(rows, RESULTS / "liveness.png")
     (RESULTS / "liveness.md").write_text(
         "# Liveness benchmark\n\n"
-        f"`{command.strip()}` on {os.cpu_count()} cores, {date.today().isoformat()}; "
+        f"`{command.strip()}` on {os.cpu_count()} cores, {date.today().isoformat()}, "
+        f"yardstick {yardstick:.0f} ms (bench/edge.py: lower is a faster machine); "
         "etcd, placement (SQLite) and the simulators share the machine.\n\n"
         + table(rows)
         + "\n\n![detection times and etcd load](liveness.png)\n"

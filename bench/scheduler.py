@@ -35,6 +35,7 @@ from stratus.placement.v1 import allocations_pb2_grpc
 from stratus.scheduler.v1 import scheduler_pb2 as pb
 from stratus.scheduler.v1 import scheduler_pb2_grpc
 
+from bench.edge import yardstick_ms
 from bench.placement import METADATA, RESULTS, PlacementProcess, create_providers, percentile
 from deploy.local.mesh import start_service
 from tests.etcd_server import EtcdServer
@@ -186,16 +187,20 @@ async def main() -> None:
     parser.add_argument("--samples", default="10,50,200,0")
     parser.add_argument("--decisions", type=int, default=200)
     args = parser.parse_args()
+    yardstick = yardstick_ms()
     rows = []
     for size in map(int, args.sizes.split(",")):
         rows += await measure(size, [int(s) for s in args.samples.split(",")], args.decisions)
+    yardstick = (yardstick + yardstick_ms()) / 2
     report = table(rows)
     print(report)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "scheduler.md").write_text(
         "# Scheduler benchmark\n\n"
         f"`python -m bench.scheduler --sizes {args.sizes} --samples {args.samples}` on "
-        f"{os.cpu_count()} cores (client, scheduler, placement and etcd share them); "
+        f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}, yardstick {yardstick:.0f} ms "
+        "(bench/edge.py: lower is a faster machine; client, scheduler, placement and etcd "
+        "share the cores); "
         "placement on SQLite. Quality = chosen host's free RAM / best free RAM of all hosts "
         "(VCPU weigher off, so free RAM is the whole objective; best-3 random pick on).\n\n"
         f"{report}\n"
