@@ -287,7 +287,7 @@ def _wanted(rows: int) -> str:
     return f"WITH wanted(provider_id, resource_class, n) AS (VALUES {values}) "
 
 
-def rows_for(count: int) -> int:
+def _rows_for(count: int) -> int:
     """The statement size that holds `count` rows: a power of two, so a few
     sizes serve every batch. One statement per exact count meant hundreds of
     sizes under a boot run, each compiled by SQLAlchemy on first use and
@@ -302,7 +302,7 @@ def _adjust(
 ):
     """Run the take or give-back statement of the right size on these amounts;
     its RETURNING rows."""
-    rows = rows_for(len(amounts))
+    rows = _rows_for(len(amounts))
     return conn.execute(statement(rows), _amounts(amounts, rows))
 
 
@@ -329,7 +329,7 @@ _ADJUSTED = "RETURNING inventories.provider_id, inventories.resource_class, inve
 def _take_statement(rows: int) -> TextClause:
     """UPDATE adding n to each listed inventory's usage while n fits
     (resources.fits_sql), RETURNING the rows that took it. Built once per
-    size (rows_for), as is _give_back_statement: claims and releases are hot, and
+    size (_rows_for), as is _give_back_statement: claims and releases are hot, and
     composing expressions per call costs more than the database does."""
     return text(
         _wanted(rows)

@@ -27,20 +27,15 @@ land in the same commit. Contention is rare with many hosts, so the common
 batch costs one transaction and no savepoints. If the second transaction
 fails as a whole (the database is gone), every claim of the batch gets that
 error, retryable as before.
-
-On PostgreSQL a batch of new consumers is first sent as one statement
-(claim_statement.py); if that is refused, the batch takes the path above.
 """
 
 from __future__ import annotations
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from services.common.batching import Batcher
 from services.common.db import Database
-from services.common.errors import Conflict, StratusError
-from services.placement import claim_statement
+from services.common.errors import StratusError
 from services.placement.allocation_writes import Written, write_all
 from services.placement.capacity_index.state import ProviderIndex
 from services.placement.consumers import ConsumerAllocations, PutAllocations, Release
@@ -56,7 +51,6 @@ class GroupCommit:
     def __init__(self, db: Database, index: ProviderIndex) -> None:
         self._db = db
         self._index = index
-        self._one_statement = db.engine.dialect.name == "postgresql"
         # One writer: a second transaction would only queue on the write lock.
         # One claim per consumer per batch: a second (a retry racing its
         # original) waits for the next.
@@ -69,15 +63,6 @@ class GroupCommit:
 
     async def _commit(self, requests: list[Write]) -> list[Outcome]:
         """The batch as one net change; if any claim is refused, one by one."""
-        if self._one_statement and claim_statement.eligible(requests):
-            written = Written()
-            try:
-                outcomes = await self._db.run_alone(claim_statement.claim_all, requests, written)
-            except (IntegrityError, Conflict):
-                pass  # a claim refused, or a deadlock: the exact path says which
-            else:
-                written.apply_to(self._index)
-                return outcomes
         try:
             return await self._transaction(requests, _together)
         except StratusError:
