@@ -43,7 +43,7 @@ $(STAMP): pyproject.toml tools/install_deps.sh tools/setup_podman.sh deploy/podm
 	touch $@
 
 bench-placement: gen
-	$(BIN)/python -m bench.placement --sizes 1000,10000 --databases sqlite,postgresql --claims 3000
+	$(BIN)/python -m bench.placement --sizes 1000,10000 --databases sqlite,postgresql --claims 10000
 
 bench-scheduler: gen
 	$(BIN)/python -m bench.scheduler --sizes 1000,10000 --samples 10,50,200,0
