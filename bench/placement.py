@@ -10,8 +10,9 @@ and writes bench/results/placement.md:
     with limit 1000, without a limit, and with a required trait,
   * claims per second from 8 concurrent clients, and how many conflicted;
   * releases (DeleteAllocations) per second of those claims, 8 clients;
-  * placement's own CPU per claim and per release (/proc): what the code
-    costs, which moves less with this shared machine's speed than the rates;
+  * the CPU per claim of placement, PostgreSQL and this client, and
+    placement's per release (/proc): what the code costs, which moves less
+    with this shared machine's speed than the rates, and which part pays;
   * the share of the machine's CPU time its hypervisor gave to other guests
     during the run (steal, /proc/stat): it moves every figure from run to run;
 and plots latency and claims/s against providers per database in
@@ -44,7 +45,14 @@ from stratus.placement.v1 import (
 from stratus.placement.v1 import allocations_pb2 as alloc_pb
 from stratus.placement.v1 import resource_providers_pb2 as rp_pb
 
-from bench.edge import cpu_ms, machine_ticks, steal_pct_since, yardstick_ms
+from bench.edge import (
+    cpu_ms,
+    machine_ticks,
+    own_cpu_ms,
+    postgres_cpu_ms,
+    steal_pct_since,
+    yardstick_ms,
+)
 from deploy.local.mesh import ROOT, start_service
 
 METADATA = (("x-stratus-roles", "service"),)
@@ -214,9 +222,16 @@ async def measure(database: str, size: int, claims: int) -> dict:
             channel, runs, limit=1000, required_traits=["HW_CPU_X86_AVX2"]
         )
         # Claims land on the first hosts a scheduler would see: a limited candidate list.
-        started = cpu_ms(server.proc.pid)
+        started = cpu_ms(server.proc.pid), postgres_cpu_ms(), own_cpu_ms()
         claims_per_s, conflicts, claimed = await claim_rate(channel, providers[:1000], claims)
         claimed_cpu = cpu_ms(server.proc.pid)
+        # Where a claim's CPU goes: placement, PostgreSQL (none on SQLite), this client.
+        claim_split = [
+            (after - before) / claims
+            for before, after in zip(
+                started, (claimed_cpu, postgres_cpu_ms(), own_cpu_ms()), strict=True
+            )
+        ]
         releases_per_s = await release_rate(channel, claimed)
         released_cpu = cpu_ms(server.proc.pid)
         steal_pct = steal_pct_since(ticks_before)
@@ -233,7 +248,7 @@ async def measure(database: str, size: int, claims: int) -> dict:
         "releases_per_s": releases_per_s,
         # Placement's own CPU per call: what the code costs, less moved by
         # the machine's speed than the rates are.
-        "claim_cpu_ms": (claimed_cpu - started) / claims,
+        "claim_cpu_ms": claim_split,
         "release_cpu_ms": (released_cpu - claimed_cpu) / max(1, len(claimed)),
         "steal_pct": steal_pct,
     }
@@ -244,8 +259,9 @@ def table(rows: list[dict]) -> str:
         "| database | providers | providers created/s | candidates limit 1000 p50 / p95 (ms) | "
         "no limit p50 / p95 (ms) [found] | required trait p50 / p95 (ms) | "
         "claims/s (8 clients) | conflicts | releases/s (8 clients) | "
-        "placement CPU per claim / release (ms) | steal % |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "CPU per claim: placement / PostgreSQL / client (ms) | placement CPU per release (ms) | "
+        "steal % |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
@@ -254,7 +270,7 @@ def table(rows: list[dict]) -> str:
             f"{r['unlimited'][0]:.1f} / {r['unlimited'][1]:.1f} [{r['unlimited'][2]:,}] | "
             f"{r['trait'][0]:.1f} / {r['trait'][1]:.1f} | {r['claims_per_s']:.0f} | "
             f"{r['conflicts']} of {r['claims']} | {r['releases_per_s']:.0f} | "
-            f"{r['claim_cpu_ms']:.2f} / {r['release_cpu_ms']:.2f} | "
+            f"{' / '.join(f'{ms:.2f}' for ms in r['claim_cpu_ms'])} | {r['release_cpu_ms']:.2f} | "
             f"{r['steal_pct']:.0f} |"
         )
     return "\n".join(lines)
