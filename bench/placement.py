@@ -45,14 +45,7 @@ from stratus.placement.v1 import (
 from stratus.placement.v1 import allocations_pb2 as alloc_pb
 from stratus.placement.v1 import resource_providers_pb2 as rp_pb
 
-from bench.edge import (
-    cpu_ms,
-    machine_ticks,
-    own_cpu_ms,
-    postgres_cpu_ms,
-    steal_pct_since,
-    yardstick_ms,
-)
+from bench.edge import CpuMeter, machine_ticks, postgres_cpu_ms, steal_pct_since, yardstick_ms
 from deploy.local.mesh import ROOT, start_service
 
 METADATA = (("x-stratus-roles", "service"),)
@@ -222,18 +215,15 @@ async def measure(database: str, size: int, claims: int) -> dict:
             channel, runs, limit=1000, required_traits=["HW_CPU_X86_AVX2"]
         )
         # Claims land on the first hosts a scheduler would see: a limited candidate list.
-        started = cpu_ms(server.proc.pid), postgres_cpu_ms(), own_cpu_ms()
+        # Where a claim's CPU goes: placement, PostgreSQL (about none on SQLite), this client.
+        meter = CpuMeter({"placement": [server.proc.pid], "postgresql": postgres_cpu_ms})
+        meter.start()
         claims_per_s, conflicts, claimed = await claim_rate(channel, providers[:1000], claims)
-        claimed_cpu = cpu_ms(server.proc.pid)
-        # Where a claim's CPU goes: placement, PostgreSQL (none on SQLite), this client.
-        claim_split = [
-            (after - before) / claims
-            for before, after in zip(
-                started, (claimed_cpu, postgres_cpu_ms(), own_cpu_ms()), strict=True
-            )
-        ]
+        claim_cpu = meter.stop()
+        meter = CpuMeter({"placement": [server.proc.pid]})
+        meter.start()
         releases_per_s = await release_rate(channel, claimed)
-        released_cpu = cpu_ms(server.proc.pid)
+        release_cpu = meter.stop()
         steal_pct = steal_pct_since(ticks_before)
     return {
         "database": database,
@@ -246,10 +236,12 @@ async def measure(database: str, size: int, claims: int) -> dict:
         "conflicts": conflicts,
         "claims": claims,
         "releases_per_s": releases_per_s,
-        # Placement's own CPU per call: what the code costs, less moved by
-        # the machine's speed than the rates are.
-        "claim_cpu_ms": claim_split,
-        "release_cpu_ms": (released_cpu - claimed_cpu) / max(1, len(claimed)),
+        # CPU per call: what the code costs, less moved by the machine's
+        # speed than the rates are.
+        "claim_cpu_ms": [
+            claim_cpu[part] / claims for part in ("placement", "postgresql", CpuMeter.CLIENT)
+        ],
+        "release_cpu_ms": release_cpu["placement"] / max(1, len(claimed)),
         "steal_pct": steal_pct,
     }
 
