@@ -113,10 +113,15 @@ class EtcdConnection:
         self._client: aetcd.Client | None = None
         self._outage_since: float | None = None
 
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        """The (host, port) the current client dials; the next one after a failure."""
+        return self._endpoints[self._turn % len(self._endpoints)]
+
     def client(self) -> aetcd.Client:
         """The current client; aetcd dials lazily, on its first call."""
         if self._client is None:
-            host, port = self._endpoints[self._turn % len(self._endpoints)]
+            host, port = self.endpoint
             self._client = aetcd.Client(
                 host, port, timeout=self._call_timeout, options=_CHANNEL_OPTIONS
             )

@@ -1,4 +1,4 @@
-"""The simulator's leases (a few keepalive streams for many hosts) against a real etcd:
+"""The simulator's leases (one keepalive stream for many hosts) against a real etcd:
 each host has its own lease and key, lapsed leases are granted again, an etcd
 restart loses nobody, crashed hosts expire and stop() revokes the rest."""
 

@@ -1,13 +1,14 @@
-"""Liveness keys of many simulated hosts: a lease each, renewed over a few streams.
+"""Liveness keys of many simulated hosts: a lease each, renewed over one stream.
 
 A real agent (services.common.liveness.HostLease) runs a task per host and
 opens a LeaseKeepAlive stream per refresh; ten thousand of those in one
 process would be ten thousand tasks and three thousand new streams a second.
 Here every host still has its own lease and its own key (same key, same JSON
 value as a real agent, so watchers cannot tell the difference), but one
-process renews all of its leases over STREAMS bidirectional LeaseKeepAlive
-streams (each lease on one of them), spread evenly over the renewal interval
-so etcd sees a steady rate rather than a burst every interval.
+process renews all of its leases over one LeaseKeepAlive stream
+(keepalive_stream.py: many keepalives per HTTP/2 frame), spread evenly over
+the renewal interval so etcd sees a steady rate rather than a burst every
+interval.
 
 A lease etcd no longer knows (its keepalive reply has TTL 0: an outage
 outlasted it) is granted anew and its key put again, as HostLease does. A
@@ -27,20 +28,16 @@ from typing import Any
 
 import aetcd
 import grpc
-from aetcd import rpc
 
 from services.common.etcd_client import ETCD_ERRORS, EtcdConnection
 from services.common.liveness import hosts_prefix
+from services.hostagent.fleet.keepalive_stream import KeepAliveStream
 
 log = logging.getLogger(__name__)
 
 # Renewals are sent in slices this long: small enough that etcd sees a steady
-# rate, large enough that each slice is worth a wakeup. Measured with 2,000
-# leases renewed every 10/3 s in a process of their own (600 keepalives/s):
-# 16 streams and 0.25 s slices cost 77-93 us of CPU per keepalive and its
-# reply, one stream and 0.05 s slices 175-197 us.
+# rate, large enough that each slice is worth a wakeup (one DATA frame).
 SLICE_S = 0.25
-STREAMS = 16
 # Concurrent grant+put (and revoke) calls: enough to keep etcd busy from one
 # process without queueing thousands of calls on one connection.
 REGISTER_CONCURRENCY = 64
@@ -132,23 +129,19 @@ class HostLeases:
         await self._conn.retry_forever(self._session, on_failure)
 
     async def _session(self) -> None:
-        """The streams' life: register who is missing, renew everyone, until one breaks."""
+        """The stream's life: register who is missing, renew everyone, until it breaks."""
         client = self._conn.client()
         await client.connect()
-        self._unregistered.set()  # a registration the last streams' end cut short
-        streams = [
-            client.leasestub.LeaseKeepAlive(metadata=client.metadata) for _ in range(STREAMS)
+        self._unregistered.set()  # a registration the last stream's end cut short
+        host, port = self._conn.endpoint
+        async with asyncio.timeout(max(1.0, self.renew_interval_s)):
+            stream = await KeepAliveStream.open(host, port, self._on_reply)
+        tasks = [
+            asyncio.create_task(self._register_missing(client), name="lease-grants"),
+            asyncio.create_task(self._renew_forever(stream), name="lease-renewals"),
         ]
-        tasks = [asyncio.create_task(self._register_missing(client), name="lease-grants")]
-        for share, stream in enumerate(streams):
-            tasks += [
-                asyncio.create_task(self._read_replies(stream), name=f"lease-replies-{share}"),
-                asyncio.create_task(
-                    self._renew_forever(stream, share), name=f"lease-renewals-{share}"
-                ),
-            ]
         try:
-            # Any of them ending means a stream broke (or etcd failed a grant).
+            # Either ending means the stream broke (or etcd failed a grant).
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()
@@ -158,40 +151,35 @@ class HostLeases:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for stream in streams:
-                stream.cancel()
+            stream.close()
         raise aetcd.ConnectionFailedError("lease keepalive stream ended")
 
-    async def _renew_forever(self, stream, share: int) -> None:
-        """Renew the leases of this stream's share (lease id modulo STREAMS), forever."""
+    async def _renew_forever(self, stream: KeepAliveStream) -> None:
+        """Renew every registered lease each interval, a slice at a time, forever."""
         slices = max(1, round(self.renew_interval_s / SLICE_S))
         while True:
             started = time.monotonic()
-            leases = [lease_id for lease_id in self._by_lease if lease_id % STREAMS == share]
+            leases = list(self._by_lease)
             for i in range(slices):
-                for lease_id in leases[i * len(leases) // slices : (i + 1) * len(leases) // slices]:
-                    if lease_id in self._by_lease:  # not crashed meanwhile
-                        await stream.write(rpc.LeaseKeepAliveRequest(ID=lease_id))
-                        self.keepalives_sent += 1
+                batch = leases[i * len(leases) // slices : (i + 1) * len(leases) // slices]
+                batch = [lease_id for lease_id in batch if lease_id in self._by_lease]
+                await stream.send(batch)  # those crashed meanwhile are left out
+                self.keepalives_sent += len(batch)
                 # Against the round's start, so slow writes do not stretch the interval.
                 next_slice = started + (i + 1) * self.renew_interval_s / slices
                 await asyncio.sleep(max(0.0, next_slice - time.monotonic()))
-            outage = self._conn.recovered() if share == 0 else None
+            outage = self._conn.recovered()
             if outage is not None:
                 log.info("etcd back after %.1f s; renewing %d leases", outage, self.registered)
 
-    async def _read_replies(self, stream) -> None:
-        while True:
-            reply = await stream.read()
-            if reply is grpc.aio.EOF:
-                return
-            if reply.TTL > 0:
-                continue
-            host = self._by_lease.pop(reply.ID, None)
-            if host is not None and host in self._hosts:
-                log.warning("lease of host %s expired; registering it again", host)
-                self._hosts[host].lease_id = 0
-                self._unregistered.set()
+    def _on_reply(self, lease_id: int, ttl: int) -> None:
+        if ttl > 0:
+            return
+        host = self._by_lease.pop(lease_id, None)
+        if host is not None and host in self._hosts:
+            log.warning("lease of host %s expired; registering it again", host)
+            self._hosts[host].lease_id = 0
+            self._unregistered.set()
 
     async def _register_missing(self, client: aetcd.Client) -> None:
         while True:
