@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import uvloop
+
 from bench.edge import CpuMeter, EdgeClient, until_none, yardstick_ms
 from bench.mesh import BenchMesh
 from bench.placement import RESULTS, percentile
@@ -184,4 +186,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(uvloop.run(main()))

@@ -46,6 +46,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+import uvloop
+
 from bench.edge import (
     CpuMeter,
     EdgeClient,
@@ -431,4 +433,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(uvloop.run(main()))

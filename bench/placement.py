@@ -36,6 +36,7 @@ from pathlib import Path
 
 import asyncpg
 import grpc
+import uvloop
 from stratus.placement.v1 import allocation_candidates_pb2 as cand_pb
 from stratus.placement.v1 import (
     allocation_candidates_pb2_grpc,
@@ -339,4 +340,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())

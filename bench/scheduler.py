@@ -30,6 +30,7 @@ from pathlib import Path
 
 import aetcd
 import grpc
+import uvloop
 from stratus.placement.v1 import allocations_pb2 as alloc_pb
 from stratus.placement.v1 import allocations_pb2_grpc
 from stratus.scheduler.v1 import scheduler_pb2 as pb
@@ -208,4 +209,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(uvloop.run(main()))
