@@ -10,6 +10,7 @@ import aetcd
 import pytest
 
 from services.common.etcd_client import parse_endpoints
+from services.hostagent.fleet import keepalive_stream
 from services.hostagent.fleet.keepalive_stream import KeepAliveStream
 from tests.etcd_server import EtcdServer
 
@@ -88,3 +89,22 @@ def test_a_peer_that_stops_answering_fails_the_stream_after_the_stall_time():
         asyncio.run(scenario())
     finally:
         silent.close()
+
+
+def test_a_grpc_error_from_etcd_fails_the_stream_with_its_status(etcd_server, monkeypatch):
+    host, port = parse_endpoints(etcd_server.endpoint)[0]
+    # A method etcd does not have: it answers with trailers only, grpc-status 12.
+    monkeypatch.setattr(keepalive_stream, "PATH", "/etcdserverpb.Lease/NoSuchCall")
+
+    async def scenario() -> None:
+        stream = await KeepAliveStream.open(host, port, lambda lease, ttl: None)
+        try:
+            with pytest.raises(aetcd.ConnectionFailedError, match="gRPC status 12"):
+                async with asyncio.timeout(5):
+                    while True:
+                        await stream.send([1])
+                        await asyncio.sleep(0.05)
+        finally:
+            stream.close()
+
+    asyncio.run(scenario())
