@@ -78,7 +78,7 @@ class KeepAliveStream(asyncio.Protocol):
             _, stream = await loop.create_connection(
                 lambda: cls(f"{host}:{port}", on_reply, stall_s), host, port
             )
-        except (OSError, TimeoutError) as exc:
+        except OSError as exc:
             raise aetcd.ConnectionFailedError(f"cannot reach etcd at {host}:{port}: {exc}") from exc
         return stream
 
@@ -88,9 +88,10 @@ class KeepAliveStream(asyncio.Protocol):
 
     async def send(self, lease_ids: Iterable[int]) -> None:
         """Send a keepalive for each lease, as few DATA frames as flow control allows."""
-        messages = [_message(lease_id) for lease_id in lease_ids]
         if self._unanswered and time.monotonic() - self._last_progress > self._stall_s:
             self._fail(f"etcd has not answered a keepalive for {self._stall_s:g} s")
+        self._raise_if_broken()  # even for an empty batch
+        messages = [_message(lease_id) for lease_id in lease_ids]
         if not self._unanswered:
             self._last_progress = time.monotonic()
         self._unanswered += len(messages)
