@@ -53,7 +53,8 @@ UNLIMITED = {
 # Real agents, one process each: past this many, only the simulator is reasonable.
 MAX_AGENT_PROCESSES = 8
 # Simulated hosts per simulator process. With their leases renewed over one
-# HTTP/2 stream per process, 10,000 hosts idle take a tenth of a core; at
+# HTTP/2 stream per process, 10,000 idle hosts in one process take 2-3% of a
+# core (results/idle.md); at
 # 10,000 hosts and 500 boots/s one process cost 0.31 ms of CPU per server,
 # two 0.33-0.43 and five 0.48-0.50 (interleaved runs, SQLite): the spawns
 # and destroys spread over more processes share fewer event-loop wakeups,

@@ -90,14 +90,13 @@ class KeepAliveStream(asyncio.Protocol):
         """Send a keepalive for each lease, as few DATA frames as flow control allows."""
         if self._unanswered and time.monotonic() - self._last_progress > self._stall_s:
             self._fail(f"etcd has not answered a keepalive for {self._stall_s:g} s")
-        self._raise_if_broken()  # even for an empty batch
+        self._raise_if_broken()  # also for an empty batch
         messages = [_message(lease_id) for lease_id in lease_ids]
         if not self._unanswered:
             self._last_progress = time.monotonic()
         self._unanswered += len(messages)
         view = memoryview(b"".join(messages))
         while view:
-            self._raise_if_broken()
             room = min(
                 self._h2.local_flow_control_window(self._stream_id),
                 self._h2.max_outbound_frame_size,
@@ -106,6 +105,7 @@ class KeepAliveStream(asyncio.Protocol):
                 self._window.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._window.wait(), self._stall_s)
+                self._raise_if_broken()  # the stream can only break while we wait
                 continue
             self._h2.send_data(self._stream_id, bytes(view[:room]))
             view = view[room:]
