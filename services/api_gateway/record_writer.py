@@ -45,7 +45,7 @@ from services.api_gateway.servers import (
 )
 from services.common.batching import Batcher
 from services.common.context import RequestContext
-from services.common.db import Database
+from services.common.db import Database, in_ids
 
 _servers = ServerRow.__table__
 _actions = ServerActionRow.__table__
@@ -86,7 +86,7 @@ def _move(conn: Connection, transitions: list[Transition]) -> list[bool]:
     current = dict(
         conn.execute(
             select(_servers.c.id, _servers.c.task_state)
-            .where(_servers.c.id.in_(ids))
+            .where(in_ids(conn, _servers.c.id, ids))
             .with_for_update()
         ).all()
     )
@@ -125,7 +125,9 @@ def _begin_deletes(conn: Connection, deletions: list[Deletion]) -> list[ServerRo
     ids = {d.server_id for d in deletions}
     current = {
         row.id: row
-        for row in conn.execute(select(_servers).where(_servers.c.id.in_(ids)).with_for_update())
+        for row in conn.execute(
+            select(_servers).where(in_ids(conn, _servers.c.id, ids)).with_for_update()
+        )
     }
     outcomes: list[ServerRow | None] = []
     taken: set[str] = set()
@@ -145,13 +147,13 @@ def _begin_deletes(conn: Connection, deletions: list[Deletion]) -> list[ServerRo
         return outcomes
     conn.execute(
         update(_servers)
-        .where(_servers.c.id.in_(taken))
+        .where(in_ids(conn, _servers.c.id, taken))
         .values(task_state="deleting", updated_at=at)
     )
     # Whatever was in progress ends here.
     conn.execute(
         update(_actions)
-        .where(_actions.c.server_id.in_(taken), _actions.c.result == "in-progress")
+        .where(in_ids(conn, _actions.c.server_id, taken), _actions.c.result == "in-progress")
         .values(result="error", message="interrupted by a delete", finish_time=at)
     )
     conn.execute(

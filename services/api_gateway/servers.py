@@ -23,7 +23,7 @@ from stratus.compute.v1 import power_state_pb2
 from services.api_gateway.models import ServerActionRow, ServerRow
 from services.common import pagination
 from services.common.context import RequestContext
-from services.common.db import Database
+from services.common.db import Database, in_ids
 from services.common.errors import Conflict, NotFound
 
 BUILD, ACTIVE, SHUTOFF, REBOOT, ERROR, DELETED = (
@@ -118,8 +118,10 @@ class ServerRecords:
         if not server_ids:
             return
         async with self._db.write() as conn:
-            await conn.execute(_actions.delete().where(_actions.c.server_id.in_(server_ids)))
-            await conn.execute(_servers.delete().where(_servers.c.id.in_(server_ids)))
+            await conn.execute(
+                _actions.delete().where(in_ids(conn, _actions.c.server_id, server_ids))
+            )
+            await conn.execute(_servers.delete().where(in_ids(conn, _servers.c.id, server_ids)))
 
     async def stuck(self, before: datetime, limit: int = 500) -> list[ServerRow]:
         """Servers whose task has not moved since `before`: a crash left them."""
@@ -161,7 +163,8 @@ class ServerRecords:
     async def load_many(self, server_ids: list[str]) -> list[ServerRow]:
         """Those of the servers that exist, in one query."""
         return await self._db.run_read(
-            _read_servers, select(_servers).where(_servers.c.id.in_(server_ids))
+            _read_servers,
+            select(_servers).where(in_ids(self._db.engine, _servers.c.id, server_ids)),
         )
 
     async def list(

@@ -25,9 +25,21 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import TextClause, bindparam, delete, insert, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    Integer,
+    String,
+    TextClause,
+    bindparam,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection
 
+from services.common.db import in_ids
 from services.common.errors import Conflict, FieldViolation, InvalidArgument
 from services.placement.capacity_index.state import ProviderIndex
 from services.placement.consumers import (
@@ -128,7 +140,7 @@ def _prepare_releases(conn: Connection, releases: list[Release]) -> dict[str, _P
     current = dict(
         conn.execute(
             select(consumers.c.uuid, consumers.c.generation)
-            .where(consumers.c.uuid.in_(uuids))
+            .where(in_ids(conn, consumers.c.uuid, uuids))
             .with_for_update()
         ).all()
     )
@@ -140,7 +152,7 @@ def _prepare_releases(conn: Connection, releases: list[Release]) -> dict[str, _P
                 allocations.c.provider_id,
                 allocations.c.resource_class,
                 allocations.c.used,
-            ).where(allocations.c.consumer_uuid.in_(current))
+            ).where(in_ids(conn, allocations.c.consumer_uuid, current))
         ):
             held[consumer].append((provider_id, resource_class, used))
     prepared = {}
@@ -169,10 +181,7 @@ def _prepare_all(conn: Connection, requests: list[PutAllocations | Release]) -> 
     new = [r for r in requests if isinstance(r, PutAllocations) and r.generation is None]
     created: set[str] = set()
     if new:
-        params = {}
-        for i, r in enumerate(new):
-            params.update({f"u{i}": r.consumer_uuid, f"p{i}": r.project_id, f"s{i}": r.user_id})
-        created = set(conn.scalars(_new_consumers_statement(len(new)), params))
+        created = _insert_new_consumers(conn, new)
     prepared = []
     for request in requests:
         if isinstance(request, Release):
@@ -201,7 +210,8 @@ def write_all(
     ids: dict[str, int] = {}
     old_ids = sorted({row[0] for row in old})
     if wanted or old_ids:
-        bumped = conn.execute(_BUMP_PROVIDERS, {"uuids": wanted or [""], "ids": old_ids or [0]})
+        bump = _BUMP_PROVIDERS_PG if conn.dialect.name == "postgresql" else _BUMP_PROVIDERS
+        bumped = conn.execute(bump, {"uuids": wanted or [""], "ids": old_ids or [0]})
         for provider_uuid, provider_id, generation in bumped:
             ids[provider_uuid] = provider_id
             written.generations[provider_id] = generation
@@ -230,7 +240,7 @@ def write_all(
             written.took(*row)
     holders = [p.request.consumer_uuid for p in pending if p.old]
     if holders:
-        conn.execute(delete(allocations).where(allocations.c.consumer_uuid.in_(holders)))
+        conn.execute(delete(allocations).where(in_ids(conn, allocations.c.consumer_uuid, holders)))
     if new:
         _take(conn, new, uuids, written)
         conn.execute(
@@ -243,7 +253,7 @@ def write_all(
     emptied = [p.request.consumer_uuid for p in pending if not p.request.allocations]
     if emptied:
         # Nothing held any more: forget the consumer, as a delete would.
-        conn.execute(delete(consumers).where(consumers.c.uuid.in_(emptied)))
+        conn.execute(delete(consumers).where(in_ids(conn, consumers.c.uuid, emptied)))
     return [
         p.answer
         or (
@@ -261,16 +271,45 @@ def write_all(
     ]
 
 
-# Hot statements, built once (see _take_statement).
+# Hot statements, built once (see _take_statement). On PostgreSQL lists go
+# as array parameters, so one statement serves every batch size: each new
+# text is parsed and planned by the server and prepared by asyncpg (a round
+# trip) on each pooled connection (services/common/db.py: in_ids).
+_BUMP_PROVIDERS_PG = text(
+    "UPDATE resource_providers SET generation = generation + 1 "
+    "WHERE uuid = ANY(:uuids) OR id = ANY(:ids) RETURNING uuid, id, generation"
+).bindparams(bindparam("uuids", type_=ARRAY(String)), bindparam("ids", type_=ARRAY(Integer)))
 _BUMP_PROVIDERS = text(
     "UPDATE resource_providers SET generation = generation + 1 "
     "WHERE uuid IN :uuids OR id IN :ids RETURNING uuid, id, generation"
 ).bindparams(bindparam("uuids", expanding=True), bindparam("ids", expanding=True))
 
 
+_NEW_CONSUMERS_PG = text(
+    "INSERT INTO consumers (uuid, project_id, user_id, generation) "
+    "SELECT u, p, s, 1 FROM unnest(:uuids, :projects, :users) AS t(u, p, s) "
+    "ON CONFLICT DO NOTHING RETURNING uuid"
+).bindparams(*(bindparam(n, type_=ARRAY(String)) for n in ("uuids", "projects", "users")))
+
+
+def _insert_new_consumers(conn: Connection, new: list[PutAllocations]) -> set[str]:
+    """INSERT new consumers at generation 1; the uuids of those that were not there."""
+    if conn.dialect.name == "postgresql":
+        columns = {
+            "uuids": [r.consumer_uuid for r in new],
+            "projects": [r.project_id for r in new],
+            "users": [r.user_id for r in new],
+        }
+        return set(conn.scalars(_NEW_CONSUMERS_PG, columns))
+    params = {}
+    for i, r in enumerate(new):
+        params.update({f"u{i}": r.consumer_uuid, f"p{i}": r.project_id, f"s{i}": r.user_id})
+    return set(conn.scalars(_new_consumers_statement(len(new)), params))
+
+
 @functools.lru_cache(maxsize=64)
 def _new_consumers_statement(rows: int) -> TextClause:
-    """INSERT new consumers at generation 1, RETURNING those that were not there."""
+    """SQLite's INSERT of `rows` new consumers: one VALUES row each."""
     values = ", ".join(f"(:u{i}, :p{i}, :s{i}, 1)" for i in range(rows))
     return text(
         f"INSERT INTO consumers (uuid, project_id, user_id, generation) VALUES {values} "

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from services.common.db import in_ids
 from services.common.errors import Conflict
 from services.placement.models import AllocationRow, ConsumerRow, ProviderRow
 
@@ -86,7 +87,7 @@ def read_consumers(conn: Connection, consumer_uuids: list[str]) -> list[Consumer
         )
         .join(allocations, allocations.c.consumer_uuid == consumers.c.uuid)
         .join(_providers, _providers.c.id == allocations.c.provider_id)
-        .where(consumers.c.uuid.in_(consumer_uuids))
+        .where(in_ids(conn, consumers.c.uuid, consumer_uuids))
     )
     found: dict[str, ConsumerAllocations] = {}
     for row in rows:

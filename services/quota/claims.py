@@ -38,7 +38,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
 from services.common.batching import Batcher
-from services.common.db import Database, upsert_insert
+from services.common.db import Database, in_ids, upsert_insert
 from services.common.errors import (
     AlreadyExists,
     Conflict,
@@ -248,7 +248,7 @@ def _write_each(
 def _release(conn: Connection, consumer_ids: list[str]) -> list[None]:
     released = conn.execute(
         delete(_claims)
-        .where(_claims.c.consumer_id.in_(set(consumer_ids)))
+        .where(in_ids(conn, _claims.c.consumer_id, set(consumer_ids)))
         .returning(_claims.c.project_id, _claims.c.server_group_id, _claims.c.amounts)
     )
     given_back: dict[Key, int] = {}
