@@ -87,6 +87,7 @@ def _move(conn: Connection, transitions: list[Transition]) -> list[bool]:
         conn.execute(
             select(_servers.c.id, _servers.c.task_state)
             .where(in_ids(conn, _servers.c.id, ids))
+            .order_by(_servers.c.id)  # one lock order for every writer: no deadlocks
             .with_for_update()
         ).all()
     )
@@ -126,7 +127,10 @@ def _begin_deletes(conn: Connection, deletions: list[Deletion]) -> list[ServerRo
     current = {
         row.id: row
         for row in conn.execute(
-            select(_servers).where(in_ids(conn, _servers.c.id, ids)).with_for_update()
+            select(_servers)
+            .where(in_ids(conn, _servers.c.id, ids))
+            .order_by(_servers.c.id)
+            .with_for_update()
         )
     }
     outcomes: list[ServerRow | None] = []

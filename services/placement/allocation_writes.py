@@ -8,8 +8,9 @@ caller's write transaction.
      release (Release) are locked and read in one statement each for all
      of them, and one already gone has nothing left to give back;
   2. every touched provider's generation is bumped, before any inventory
-     row: all writers lock providers then inventories in one order, so
-     concurrent writers queue instead of deadlocking;
+     row, the providers locked in order of id: all writers lock providers
+     then inventories in one order, so concurrent writers queue instead of
+     deadlocking;
   3. the old allocations are released and the new ones taken, each by a
      conditional UPDATE that matches only while the amount fits.
 If any step fails the caller's transaction (or savepoint) rolls back and
@@ -141,6 +142,7 @@ def _prepare_releases(conn: Connection, releases: list[Release]) -> dict[str, _P
         conn.execute(
             select(consumers.c.uuid, consumers.c.generation)
             .where(in_ids(conn, consumers.c.uuid, uuids))
+            .order_by(consumers.c.uuid)  # one lock order for every writer
             .with_for_update()
         ).all()
     )
@@ -275,9 +277,15 @@ def write_all(
 # as array parameters, so one statement serves every batch size: each new
 # text is parsed and planned by the server and prepared by asyncpg (a round
 # trip) on each pooled connection (services/common/db.py: in_ids).
+# PostgreSQL locks the rows an UPDATE changes in the order its plan meets them,
+# which for a scan is where the rows happen to lie (and an update moves a row):
+# two batches over the same providers deadlocked, and after a second's wait one
+# was refused. The locking subquery takes them in one order, by id, first.
 _BUMP_PROVIDERS_PG = text(
-    "UPDATE resource_providers SET generation = generation + 1 "
-    "WHERE uuid = ANY(:uuids) OR id = ANY(:ids) RETURNING uuid, id, generation"
+    "UPDATE resource_providers SET generation = resource_providers.generation + 1 "
+    "FROM (SELECT id FROM resource_providers WHERE uuid = ANY(:uuids) OR id = ANY(:ids) "
+    "ORDER BY id FOR NO KEY UPDATE) AS locked WHERE resource_providers.id = locked.id "
+    "RETURNING resource_providers.uuid, resource_providers.id, resource_providers.generation"
 ).bindparams(bindparam("uuids", type_=ARRAY(String)), bindparam("ids", type_=ARRAY(Integer)))
 _BUMP_PROVIDERS = text(
     "UPDATE resource_providers SET generation = generation + 1 "
