@@ -176,7 +176,7 @@ def in_ids(conn: Connection | AsyncConnection | AsyncEngine, column, ids) -> Col
     and each list length made a new statement, which asyncpg prepares (a
     round trip) on each pooled connection and PostgreSQL parses and plans
     (closed-loop boots at 1,000 hosts: 2.1 -> 1.65 ms of CPU per server,
-    PostgreSQL's share 0.38 -> 0.31; bench/boot).
+    PostgreSQL's share 0.38 -> 0.32; bench/boot).
     On SQLite the plain IN list measured fastest (30 ms, against 74 ms
     through json_each).
     """

@@ -277,6 +277,7 @@ def write_all(
 # as array parameters, so one statement serves every batch size: each new
 # text is parsed and planned by the server and prepared by asyncpg (a round
 # trip) on each pooled connection (services/common/db.py: in_ids).
+#
 # PostgreSQL locks the rows an UPDATE changes in the order its plan meets them,
 # which for a scan is where the rows happen to lie (and an update moves a row):
 # two batches over the same providers deadlocked, and after a second's wait one

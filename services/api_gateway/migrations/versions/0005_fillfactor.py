@@ -13,7 +13,7 @@ VACUUM FULL, gives it to the existing ones as well).
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-04 06:00:00
+Create Date: 2026-12-04
 """
 
 from alembic import op

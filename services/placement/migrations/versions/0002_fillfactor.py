@@ -14,7 +14,7 @@ VACUUM FULL, gives it to the existing ones as well).
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-12-04 06:00:00
+Create Date: 2026-12-04
 """
 
 from alembic import op
