@@ -4,19 +4,14 @@ A booting server's record is updated as it goes ACTIVE (status, task and
 power state: no indexed column) and its create action is closed; both can
 be HOT updates when their page has room.
 
-PostgreSQL only: an UPDATE that changes no indexed column is a HOT update
-(no new index entries, the old version pruned in place) only if the row's
-page has room for the new version; at the default fillfactor of 100 the
-pages are full. SET (fillfactor) takes a lock that does not block reads or
-writes; rows written from now on get the room (a table rewrite, such as
-VACUUM FULL, gives it to the existing ones as well).
+PostgreSQL only (services/common/migration_ops.py: set_fillfactor).
 
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-04
 """
 
-from alembic import op
+from services.common.migration_ops import reset_fillfactor, set_fillfactor
 
 revision = "0005"
 down_revision = "0004"
@@ -27,12 +22,8 @@ FILLFACTOR = {"servers": 80, "server_actions": 80}
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        for table in FILLFACTOR:
-            op.execute(f"ALTER TABLE {table} SET (fillfactor = {FILLFACTOR[table]})")
+    set_fillfactor(FILLFACTOR)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        for table in FILLFACTOR:
-            op.execute(f"ALTER TABLE {table} RESET (fillfactor)")
+    reset_fillfactor(list(FILLFACTOR))

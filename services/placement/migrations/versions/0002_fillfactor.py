@@ -5,19 +5,14 @@ inventories' usage. Measured with 10,000 providers, 300 rounds of 40 random
 rows each: 9% (providers) and 3% (inventories) of those updates were HOT at
 the default; 87% and 83% at 70, and the rounds took 23% less time.
 
-PostgreSQL only: an UPDATE that changes no indexed column is a HOT update
-(no new index entries, the old version pruned in place) only if the row's
-page has room for the new version; at the default fillfactor of 100 the
-pages are full. SET (fillfactor) takes a lock that does not block reads or
-writes; rows written from now on get the room (a table rewrite, such as
-VACUUM FULL, gives it to the existing ones as well).
+PostgreSQL only (services/common/migration_ops.py: set_fillfactor).
 
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-04
 """
 
-from alembic import op
+from services.common.migration_ops import reset_fillfactor, set_fillfactor
 
 revision = "0002"
 down_revision = "0001"
@@ -28,12 +23,8 @@ FILLFACTOR = {"resource_providers": 70, "inventories": 70}
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        for table in FILLFACTOR:
-            op.execute(f"ALTER TABLE {table} SET (fillfactor = {FILLFACTOR[table]})")
+    set_fillfactor(FILLFACTOR)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        for table in FILLFACTOR:
-            op.execute(f"ALTER TABLE {table} RESET (fillfactor)")
+    reset_fillfactor(list(FILLFACTOR))
