@@ -4,7 +4,7 @@ A claim for one consumer (`put`) and a release (`delete`) go through group
 commit (group_commit.py): those arriving together share one transaction,
 each with its own outcome. A batch (`put_many`, one net change for several
 consumers such as a migration's source and target) is a transaction of its
-own. The writing itself, and why it is atomic and race-safe across
+own (group_commit.write_together). The writing itself, and why it is atomic and race-safe across
 replicas, is allocation_writes.py. Once committed, a write's generations and
 usage go to this replica's capacity index.
 """
@@ -17,7 +17,6 @@ from sqlalchemy import func, select
 
 from services.common.db import Database
 from services.common.errors import InvalidArgument
-from services.placement.allocation_writes import Written, write_all
 from services.placement.capacity_index.state import ProviderIndex
 from services.placement.consumers import (
     ConsumerAllocations,
@@ -29,7 +28,7 @@ from services.placement.consumers import (
     read_consumer,
     read_consumers,
 )
-from services.placement.group_commit import GroupCommit
+from services.placement.group_commit import GroupCommit, write_together
 
 __all__ = ["Allocations", "ConsumerAllocations", "Holdings", "PutAllocations"]
 
@@ -49,10 +48,7 @@ class Allocations:
             raise InvalidArgument(
                 "each consumer may appear once in a batch", code="placement.duplicate_consumer"
             )
-        written = Written()
-        answers = await self._db.run_write(write_all, requests, written)
-        written.apply_to(self._index)
-        return answers
+        return await write_together(self._db, self._index, requests)
 
     async def get(self, consumer_uuid: str) -> ConsumerAllocations:
         async with self._db.read() as conn:

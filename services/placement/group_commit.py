@@ -24,7 +24,10 @@ provider, or a deadlock against another replica), that transaction rolls
 back and the claims are written again one by one in a second transaction,
 each in a savepoint of its own: a refused claim fails alone and the others
 land in the same commit. Contention is rare with many hosts, so the common
-batch costs one transaction and no savepoints. If the second transaction
+batch costs one transaction and no savepoints. On PostgreSQL a batch of
+claims for new consumers is first tried as one statement
+(new_claims.py); if it falls short, that transaction rolls back and the
+batch goes on as above. If the second transaction
 fails as a whole (the database is gone), every claim of the batch gets that
 error, retryable as before.
 """
@@ -39,6 +42,7 @@ from services.common.errors import StratusError
 from services.placement.allocation_writes import Written, write_all
 from services.placement.capacity_index.state import ProviderIndex
 from services.placement.consumers import ConsumerAllocations, PutAllocations, Release
+from services.placement.new_claims import FellShort, fits_one_statement, write_new_claims
 
 # Claims per transaction: bounds a transaction's statements and lock time.
 MAX_BATCH = 64
@@ -64,21 +68,31 @@ class GroupCommit:
     async def _commit(self, requests: list[Write]) -> list[Outcome]:
         """The batch as one net change; if any claim is refused, one by one."""
         try:
-            return await self._transaction(requests, _together)
+            return list(await write_together(self._db, self._index, requests))
         except StratusError:
             if len(requests) == 1:
                 raise  # its own outcome
-        return await self._transaction(requests, _one_by_one)
-
-    async def _transaction(self, requests: list[Write], write) -> list[Outcome]:
-        written = Written()
-        outcomes = await self._db.run_write(write, requests, written)
-        written.apply_to(self._index)
-        return outcomes
+        return await _transaction(self._db, self._index, requests, _one_by_one)
 
 
-def _together(conn: Connection, requests: list[Write], written: Written) -> list[Outcome]:
-    return list(write_all(conn, requests, written))
+async def write_together(
+    db: Database, index: ProviderIndex, requests: list[Write]
+) -> list[ConsumerAllocations]:
+    """The requests as one net change in one transaction, all or nothing;
+    raises the first refusal."""
+    if fits_one_statement(db.engine.dialect.name, requests):
+        try:
+            return await _transaction(db, index, requests, write_new_claims)
+        except FellShort:
+            pass  # written again by write_all, which says what was refused
+    return await _transaction(db, index, requests, write_all)
+
+
+async def _transaction(db: Database, index: ProviderIndex, requests: list[Write], write):
+    written = Written()
+    outcomes = await db.run_write(write, requests, written)
+    written.apply_to(index)
+    return outcomes
 
 
 def _one_by_one(conn: Connection, requests: list[Write], written: Written) -> list[Outcome]:

@@ -16,6 +16,7 @@ from services.placement.allocations import Allocations, PutAllocations
 from services.placement.app import MIGRATIONS
 from services.placement.capacity_index.refresh import CapacityIndex
 from services.placement.inventories import Inventories
+from services.placement.new_claims import FellShort
 from services.placement.providers import ResourceProviders
 from services.placement.resources import Inventory
 
@@ -45,14 +46,33 @@ def claim(provider_uuid: str, vcpus: int = 1, consumer: str | None = None) -> Pu
 def batches(monkeypatch) -> list[int]:
     """The size of every batch written (each first tried as one net change)."""
     sizes: list[int] = []
-    together = group_commit._together
+    together = group_commit.write_together
+
+    async def spy(db, index, requests):
+        sizes.append(len(requests))
+        return await together(db, index, requests)
+
+    monkeypatch.setattr(group_commit, "write_together", spy)
+    return sizes
+
+
+@pytest.fixture
+def one_statement(monkeypatch) -> list[str]:
+    """How each try of new_claims' one statement ended: "written" or "fell short"."""
+    ends: list[str] = []
+    write = group_commit.write_new_claims
 
     def spy(conn, requests, written):
-        sizes.append(len(requests))
-        return together(conn, requests, written)
+        try:
+            answers = write(conn, requests, written)
+        except FellShort:
+            ends.append("fell short")
+            raise
+        ends.append("written")
+        return answers
 
-    monkeypatch.setattr(group_commit, "_together", spy)
-    return sizes
+    monkeypatch.setattr(group_commit, "write_new_claims", spy)
+    return ends
 
 
 async def test_one_refused_claim_of_a_batch_fails_alone(placement, batches):
@@ -108,3 +128,65 @@ async def test_a_database_lost_mid_batch_fails_every_claim_retryably(placement, 
     # The database is back: the same claims go through.
     await asyncio.gather(*(allocations.put(c) for c in claims))
     assert index.state.node(index.state.id_of(provider)).inventories["VCPU"].used == 4
+
+
+def on_postgresql(db: Database) -> bool:
+    return db.engine.dialect.name == "postgresql"
+
+
+async def test_new_claims_on_distinct_inventories_take_one_statement(placement, one_statement):
+    db, index = placement
+    allocations = Allocations(db, index.state)
+    hosts = [await host(db, index, 4) for _ in range(4)]
+    claims = [claim(h, vcpus=2) for h in hosts]
+    answers = await asyncio.gather(*(allocations.put(c) for c in claims))
+    assert [a.allocations for a in answers] == [c.allocations for c in claims]
+    assert all(a.generation == 1 for a in answers)
+    # PostgreSQL wrote the batch in new_claims' one statement; SQLite never tries it.
+    assert one_statement == (["written"] if on_postgresql(db) else [])
+    for request in claims:
+        assert (await allocations.get(request.consumer_uuid)).allocations == request.allocations
+    for provider_uuid in hosts:
+        node = index.state.node(index.state.id_of(provider_uuid))
+        assert node.inventories["VCPU"].used == 2
+        assert node.generation == 2  # inventory set, then this claim
+
+
+@pytest.mark.parametrize("short_by", ["no room", "no such provider", "a retry"])
+async def test_a_batch_the_one_statement_cannot_finish_is_written_claim_by_claim(
+    placement, one_statement, short_by
+):
+    """Distinct inventories, so PostgreSQL tries the one statement first; one
+    claim of the batch stops it. That try leaves nothing behind, and each
+    claim gets write_all's answer."""
+    db, index = placement
+    allocations = Allocations(db, index.state)
+    full, roomy = await host(db, index, 2), await host(db, index, 8)
+    earlier = await allocations.put(claim(full, vcpus=2))
+    one_statement.clear()
+    stopper = {
+        "no room": claim(full),
+        "no such provider": claim(str(uuid.uuid4())),
+        "a retry": PutAllocations(earlier.consumer_uuid, None, "p", "u", earlier.allocations),
+    }[short_by]
+    claims = [claim(roomy), stopper]
+    landed, stopped = await asyncio.gather(
+        *(allocations.put(c) for c in claims), return_exceptions=True
+    )
+    assert one_statement[:1] == (["fell short"] if on_postgresql(db) else [])
+    assert landed.allocations == claims[0].allocations
+    if short_by == "a retry":
+        assert stopped == earlier  # answered with what it holds
+    else:
+        assert (
+            stopped.code
+            == {
+                "no room": "placement.insufficient_capacity",
+                "no such provider": "placement.provider_not_found",
+            }[short_by]
+        )
+        assert (await allocations.get(stopper.consumer_uuid)).allocations == {}
+    for provider_uuid, used in ((roomy, 1), (full, 2)):
+        node = index.state.node(index.state.id_of(provider_uuid))
+        assert node.inventories["VCPU"].used == used
+        assert node.generation == 2  # the try that fell short bumped nothing

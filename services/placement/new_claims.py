@@ -1,0 +1,144 @@
+"""New consumers' claims on PostgreSQL in one statement.
+
+Why: the claims of a boot are nearly all for new consumers, on inventories
+no other claim of the batch touches. allocation_writes.write_all writes
+them in four statements (consumers, provider generations, inventories,
+allocations) inside BEGIN and COMMIT, and with batches of a few claims
+most of a claim's cost was those round trips: the Python around each
+statement, a write to PostgreSQL's socket and a wake-up of its backend.
+Here one statement of data-modifying CTEs does all four, in the same lock
+order as write_all: the new consumers are inserted first, then their
+providers are locked in order of id and their generations bumped, then
+each amount is added to its inventory by a conditional UPDATE that matches
+only while the amount fits (resources.fits_sql). Under READ COMMITTED a
+row that another transaction changed after this statement's snapshot is
+re-read once its lock is granted, and the condition is checked on what
+was committed, so a claim can no more over-commit here than in write_all.
+
+The statement does not explain refusals. If anything falls short (a
+consumer that exists already, an unknown provider, an amount that does
+not fit) it raises FellShort; the caller's transaction rolls back and the
+caller writes the claims again with write_all, which says why.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ARRAY, Integer, String, bindparam, text
+from sqlalchemy.engine import Connection
+
+from services.placement.allocation_writes import Written
+from services.placement.consumers import ConsumerAllocations, PutAllocations, Release
+from services.placement.resources import fits_sql
+
+
+class FellShort(Exception):
+    """Some claim needs write_all; roll back and write them all again there."""
+
+
+def fits_one_statement(dialect: str, requests: list[PutAllocations | Release]) -> bool:
+    """Claims this module can write: on PostgreSQL, each for a new consumer
+    and each inventory asked for once in the batch (UPDATE ... FROM takes
+    one amount per row)."""
+    if dialect != "postgresql":
+        return False
+    asked: set[tuple[str, str]] = set()
+    for request in requests:
+        if not isinstance(request, PutAllocations) or request.generation is not None:
+            return False
+        if not request.allocations:
+            return False  # write_all forgets such a consumer rather than create it
+        for provider_uuid, resources in request.allocations.items():
+            for resource_class in resources:
+                if (provider_uuid, resource_class) in asked:
+                    return False
+                asked.add((provider_uuid, resource_class))
+    return True
+
+
+def write_new_claims(
+    conn: Connection, requests: list[PutAllocations], written: Written
+) -> list[ConsumerAllocations]:
+    """Write every claim, or raise FellShort (see the module's doc)."""
+    rows = [
+        (r.consumer_uuid, provider_uuid, resource_class, amount)
+        for r in requests
+        for provider_uuid, resources in r.allocations.items()
+        for resource_class, amount in resources.items()
+    ]
+    created: set[str] = set()
+    ids: dict[str, int] = {}
+    taken: set[tuple[int, str]] = set()
+    for kind, name, number, value in conn.execute(
+        _CLAIM_NEW,
+        {
+            "uuids": [r.consumer_uuid for r in requests],
+            "projects": [r.project_id for r in requests],
+            "users": [r.user_id for r in requests],
+            "a_consumers": [row[0] for row in rows],
+            "a_providers": [row[1] for row in rows],
+            "a_classes": [row[2] for row in rows],
+            "a_amounts": [row[3] for row in rows],
+        },
+    ):
+        if kind == "consumer":
+            created.add(name)
+        elif kind == "provider":
+            ids[name] = number
+            written.generations[number] = value
+        else:
+            taken.add((number, name))
+            written.took(number, name, value)
+    if len(created) < len(requests) or any(
+        (ids.get(provider_uuid), resource_class) not in taken
+        for _, provider_uuid, resource_class, _ in rows
+    ):
+        raise FellShort
+    return [
+        ConsumerAllocations(r.consumer_uuid, 1, r.project_id, r.user_id, r.allocations)
+        for r in requests
+    ]
+
+
+# Each CTE reads the ones before it, which orders the work: consumers, then
+# the providers (locked in order of id, as write_all locks them), then their
+# inventories; the allocations are inserted last. Only the consumers this
+# statement created take anything: one that exists already (a retry) is
+# left to write_all. The rows returned say what was created, bumped and taken.
+_CLAIM_NEW = text(
+    "WITH asked(consumer, provider, resource_class, n) AS ("
+    " SELECT * FROM unnest(:a_consumers, :a_providers, :a_classes, :a_amounts)), "
+    "new AS ("
+    " INSERT INTO consumers (uuid, project_id, user_id, generation)"
+    " SELECT u, p, s, 1 FROM unnest(:uuids, :projects, :users) AS t(u, p, s)"
+    " ON CONFLICT DO NOTHING RETURNING uuid), "
+    "locked AS ("
+    " SELECT id FROM resource_providers WHERE uuid IN"
+    " (SELECT asked.provider FROM asked JOIN new ON new.uuid = asked.consumer)"
+    " ORDER BY id FOR NO KEY UPDATE), "
+    "bumped AS ("
+    " UPDATE resource_providers SET generation = resource_providers.generation + 1"
+    " FROM locked WHERE resource_providers.id = locked.id"
+    " RETURNING resource_providers.uuid, resource_providers.id, resource_providers.generation), "
+    "wanted AS ("
+    " SELECT bumped.id AS provider_id, asked.resource_class, asked.n, asked.consumer"
+    " FROM asked JOIN new ON new.uuid = asked.consumer"
+    " JOIN bumped ON bumped.uuid = asked.provider), "
+    "taken AS ("
+    " UPDATE inventories SET used = inventories.used + wanted.n FROM wanted"
+    " WHERE inventories.provider_id = wanted.provider_id"
+    " AND inventories.resource_class = wanted.resource_class"
+    f" AND {fits_sql('inventories', 'wanted.n')}"
+    " RETURNING inventories.provider_id, inventories.resource_class, inventories.used), "
+    "held AS ("
+    " INSERT INTO allocations (consumer_uuid, provider_id, resource_class, used)"
+    " SELECT consumer, provider_id, resource_class, n FROM wanted) "
+    "SELECT 'consumer', uuid, 0, 0 FROM new "
+    "UNION ALL SELECT 'provider', uuid, id, generation FROM bumped "
+    "UNION ALL SELECT 'inventory', resource_class, provider_id, used FROM taken"
+).bindparams(
+    *(
+        bindparam(name, type_=ARRAY(String))
+        for name in ("uuids", "projects", "users", "a_consumers", "a_providers", "a_classes")
+    ),
+    bindparam("a_amounts", type_=ARRAY(Integer)),
+)
