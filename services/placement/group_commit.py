@@ -25,8 +25,8 @@ back and the claims are written again one by one in a second transaction,
 each in a savepoint of its own: a refused claim fails alone and the others
 land in the same commit. Contention is rare with many hosts, so the common
 batch costs one transaction and no savepoints. On PostgreSQL a batch of
-claims for new consumers is first tried as one statement
-(new_claims.py); if it falls short, that transaction rolls back and the
+claims for new consumers, or of releases, is first tried as one statement
+(one_statement.py); if it falls short, that transaction rolls back and the
 batch goes on as above. If the second transaction
 fails as a whole (the database is gone), every claim of the batch gets that
 error, retryable as before.
@@ -42,7 +42,7 @@ from services.common.errors import StratusError
 from services.placement.allocation_writes import Written, write_all
 from services.placement.capacity_index.state import ProviderIndex
 from services.placement.consumers import ConsumerAllocations, PutAllocations, Release
-from services.placement.new_claims import FellShort, fits_one_statement, write_new_claims
+from services.placement.one_statement import FellShort, one_statement_writer
 
 # Claims per transaction: bounds a transaction's statements and lock time.
 MAX_BATCH = 64
@@ -80,9 +80,10 @@ async def write_together(
 ) -> list[ConsumerAllocations]:
     """The requests as one net change in one transaction, all or nothing;
     raises the first refusal."""
-    if fits_one_statement(db.engine.dialect.name, requests):
+    writer = one_statement_writer(db.engine.dialect.name, requests)
+    if writer is not None:
         try:
-            return await _transaction(db, index, requests, write_new_claims)
+            return await _transaction(db, index, requests, writer)
         except FellShort:
             pass  # written again by write_all, which says what was refused
     return await _transaction(db, index, requests, write_all)

@@ -12,11 +12,11 @@ from sqlalchemy.exc import OperationalError
 from services.common.db import Database
 from services.common.errors import Conflict, Unavailable
 from services.placement import group_commit
-from services.placement.allocations import Allocations, PutAllocations
+from services.placement.allocations import Allocations, ConsumerAllocations, PutAllocations
 from services.placement.app import MIGRATIONS
 from services.placement.capacity_index.refresh import CapacityIndex
 from services.placement.inventories import Inventories
-from services.placement.new_claims import FellShort
+from services.placement.one_statement import FellShort
 from services.placement.providers import ResourceProviders
 from services.placement.resources import Inventory
 
@@ -58,20 +58,28 @@ def batches(monkeypatch) -> list[int]:
 
 @pytest.fixture
 def one_statement(monkeypatch) -> list[str]:
-    """How each try of new_claims' one statement ended: "written" or "fell short"."""
+    """How each try of one_statement's writers ended, as "<writer> written"
+    or "<writer> fell short"."""
     ends: list[str] = []
-    write = group_commit.write_new_claims
+    choose = group_commit.one_statement_writer
 
-    def spy(conn, requests, written):
-        try:
-            answers = write(conn, requests, written)
-        except FellShort:
-            ends.append("fell short")
-            raise
-        ends.append("written")
-        return answers
+    def spy_on_choice(dialect, requests):
+        writer = choose(dialect, requests)
+        if writer is None:
+            return None
 
-    monkeypatch.setattr(group_commit, "write_new_claims", spy)
+        def spy(conn, requests, written):
+            try:
+                answers = writer(conn, requests, written)
+            except FellShort:
+                ends.append(f"{writer.__name__} fell short")
+                raise
+            ends.append(f"{writer.__name__} written")
+            return answers
+
+        return spy
+
+    monkeypatch.setattr(group_commit, "one_statement_writer", spy_on_choice)
     return ends
 
 
@@ -142,8 +150,8 @@ async def test_new_claims_on_distinct_inventories_take_one_statement(placement, 
     answers = await asyncio.gather(*(allocations.put(c) for c in claims))
     assert [a.allocations for a in answers] == [c.allocations for c in claims]
     assert all(a.generation == 1 for a in answers)
-    # PostgreSQL wrote the batch in new_claims' one statement; SQLite never tries it.
-    assert one_statement == (["written"] if on_postgresql(db) else [])
+    # PostgreSQL wrote the batch in one statement; SQLite never tries it.
+    assert one_statement == (["write_new_claims written"] if on_postgresql(db) else [])
     for request in claims:
         assert (await allocations.get(request.consumer_uuid)).allocations == request.allocations
     for provider_uuid in hosts:
@@ -173,7 +181,7 @@ async def test_a_batch_the_one_statement_cannot_finish_is_written_claim_by_claim
     landed, stopped = await asyncio.gather(
         *(allocations.put(c) for c in claims), return_exceptions=True
     )
-    assert one_statement[:1] == (["fell short"] if on_postgresql(db) else [])
+    assert one_statement[:1] == (["write_new_claims fell short"] if on_postgresql(db) else [])
     assert landed.allocations == claims[0].allocations
     if short_by == "a retry":
         assert stopped == earlier  # answered with what it holds
@@ -190,3 +198,49 @@ async def test_a_batch_the_one_statement_cannot_finish_is_written_claim_by_claim
         node = index.state.node(index.state.id_of(provider_uuid))
         assert node.inventories["VCPU"].used == used
         assert node.generation == 2  # the try that fell short bumped nothing
+
+
+async def test_releases_give_back_everything_in_one_statement(placement, one_statement):
+    """Consumers holding several inventories, two of them the same: released
+    together, every inventory is back to zero and the consumers are gone; a
+    release of a consumer already gone is answered as done."""
+    db, index = placement
+    allocations = Allocations(db, index.state)
+    a, b = await host(db, index, 8), await host(db, index, 8)
+    holders = [claim(a, vcpus=2), claim(a, vcpus=3), claim(b, vcpus=1)]
+    for request in holders:
+        await allocations.put(request)
+    one_statement.clear()
+    gone = str(uuid.uuid4())
+    await asyncio.gather(
+        *(allocations.delete(u, None) for u in [*(h.consumer_uuid for h in holders), gone])
+    )
+    assert one_statement == (["write_releases written"] if on_postgresql(db) else [])
+    for request in holders:
+        assert await allocations.get(request.consumer_uuid) == ConsumerAllocations(
+            request.consumer_uuid
+        )
+    for provider_uuid, generation in ((a, 4), (b, 3)):
+        node = index.state.node(index.state.id_of(provider_uuid))
+        assert node.inventories["VCPU"].used == 0
+        assert node.generation == generation  # inventory, claims, one release batch
+    assert await allocations.project_usages("p") == {}
+
+
+async def test_a_release_at_a_stale_generation_fails_alone(placement, one_statement):
+    db, index = placement
+    allocations = Allocations(db, index.state)
+    provider = await host(db, index, 8)
+    kept, freed = await allocations.put(claim(provider)), await allocations.put(claim(provider))
+    one_statement.clear()
+    stale, done = await asyncio.gather(
+        allocations.delete(kept.consumer_uuid, kept.generation + 1),
+        allocations.delete(freed.consumer_uuid, freed.generation),
+        return_exceptions=True,
+    )
+    assert one_statement[:1] == (["write_releases fell short"] if on_postgresql(db) else [])
+    assert isinstance(stale, Conflict) and stale.code == "placement.concurrent_update"
+    assert done is None
+    assert await allocations.get(kept.consumer_uuid) == kept
+    assert await allocations.get(freed.consumer_uuid) == ConsumerAllocations(freed.consumer_uuid)
+    assert index.state.node(index.state.id_of(provider)).inventories["VCPU"].used == 1

@@ -1,27 +1,32 @@
-"""New consumers' claims on PostgreSQL in one statement.
+"""Batches of new claims, and batches of releases, on PostgreSQL in one
+statement each.
 
 Why: the claims of a boot are nearly all for new consumers, on inventories
-no other claim of the batch touches. allocation_writes.write_all writes
-them in four statements (consumers, provider generations, inventories,
-allocations) inside BEGIN and COMMIT, and with batches of a few claims
-most of a claim's cost was those round trips: the Python around each
-statement, a write to PostgreSQL's socket and a wake-up of its backend.
-Here one statement of data-modifying CTEs does all four, in the same lock
-order as write_all: the new consumers are inserted first, then their
-providers are locked in order of id and their generations bumped, then
-each amount is added to its inventory by a conditional UPDATE that matches
-only while the amount fits (resources.fits_sql). Under READ COMMITTED a
-row that another transaction changed after this statement's snapshot is
-re-read once its lock is granted, and the condition is checked on what
-was committed, so a claim can no more over-commit here than in write_all.
+no other claim of the batch touches, and a delete releases a consumer at
+any generation. allocation_writes.write_all writes a batch of claims in
+four statements (consumers, provider generations, inventories,
+allocations) and a batch of releases in six, inside BEGIN and COMMIT, and
+with batches of a few claims most of a claim's cost was those round trips:
+the Python around each statement, a write to PostgreSQL's socket and a
+wake-up of its backend. Here one statement of data-modifying CTEs does
+the same work in the same lock order as write_all: consumers first, then
+their providers, locked in order of id and bumped, then the inventories.
+A claim adds each amount by a conditional UPDATE that matches only while
+the amount fits (resources.fits_sql). Under READ COMMITTED a row that
+another transaction changed after this statement's snapshot is re-read
+once its lock is granted, and the condition is checked on what was
+committed, so a claim can no more over-commit here than in write_all.
 
-The statement does not explain refusals. If anything falls short (a
+The statements do not explain refusals. If anything falls short (a
 consumer that exists already, an unknown provider, an amount that does
-not fit) it raises FellShort; the caller's transaction rolls back and the
-caller writes the claims again with write_all, which says why.
+not fit, a release at a stale generation) the writer raises FellShort; the
+caller's transaction rolls back and the caller writes the batch again
+with write_all, which says why.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from sqlalchemy import ARRAY, Integer, String, bindparam, text
 from sqlalchemy.engine import Connection
@@ -35,30 +40,36 @@ class FellShort(Exception):
     """Some claim needs write_all; roll back and write them all again there."""
 
 
-def fits_one_statement(dialect: str, requests: list[PutAllocations | Release]) -> bool:
-    """Claims this module can write: on PostgreSQL, each for a new consumer
-    and each inventory asked for once in the batch (UPDATE ... FROM takes
-    one amount per row)."""
+Writer = Callable[[Connection, list, Written], list[ConsumerAllocations]]
+
+
+def one_statement_writer(dialect: str, requests: list[PutAllocations | Release]) -> Writer | None:
+    """The writer of this module for the batch, if one fits: on PostgreSQL,
+    releases only, or claims only, each for a new consumer and each
+    inventory asked for once in the batch (UPDATE ... FROM takes one amount
+    per row)."""
     if dialect != "postgresql":
-        return False
+        return None
+    if all(isinstance(r, Release) for r in requests):
+        return write_releases
     asked: set[tuple[str, str]] = set()
     for request in requests:
         if not isinstance(request, PutAllocations) or request.generation is not None:
-            return False
+            return None
         if not request.allocations:
-            return False  # write_all forgets such a consumer rather than create it
+            return None  # write_all forgets such a consumer rather than create it
         for provider_uuid, resources in request.allocations.items():
             for resource_class in resources:
                 if (provider_uuid, resource_class) in asked:
-                    return False
+                    return None
                 asked.add((provider_uuid, resource_class))
-    return True
+    return write_new_claims
 
 
 def write_new_claims(
     conn: Connection, requests: list[PutAllocations], written: Written
 ) -> list[ConsumerAllocations]:
-    """Write every claim, or raise FellShort (see the module's doc)."""
+    """Write every claim, or raise FellShort."""
     rows = [
         (r.consumer_uuid, provider_uuid, resource_class, amount)
         for r in requests
@@ -142,3 +153,62 @@ _CLAIM_NEW = text(
     ),
     bindparam("a_amounts", type_=ARRAY(Integer)),
 )
+
+
+def write_releases(
+    conn: Connection, requests: list[Release], written: Written
+) -> list[ConsumerAllocations]:
+    """Give back all that each consumer holds and forget it, or raise
+    FellShort. A consumer already gone has nothing left to give back."""
+    current: dict[str, int] = {}
+    for kind, name, number, value in conn.execute(
+        _RELEASE, {"uuids": [r.consumer_uuid for r in requests]}
+    ):
+        if kind == "consumer":
+            current[name] = value
+        elif kind == "provider":
+            written.generations[number] = value
+        else:
+            written.took(number, name, value)
+    if any(
+        r.generation is not None
+        and r.consumer_uuid in current
+        and current[r.consumer_uuid] != r.generation
+        for r in requests
+    ):
+        raise FellShort  # write_all names the stale generation
+    return [ConsumerAllocations(r.consumer_uuid) for r in requests]
+
+
+# Consumers are locked in order of uuid and providers in order of id, as
+# write_all locks them. An allocation row is only ever written by a writer
+# holding its consumer's lock, so deleting them before the providers are
+# locked cannot deadlock.
+_RELEASE = text(
+    "WITH gone AS ("
+    " SELECT uuid, generation FROM consumers WHERE uuid = ANY(:uuids)"
+    " ORDER BY uuid FOR UPDATE), "
+    "held AS ("
+    " DELETE FROM allocations USING gone WHERE allocations.consumer_uuid = gone.uuid"
+    " RETURNING allocations.provider_id, allocations.resource_class, allocations.used), "
+    "freed AS ("
+    " SELECT provider_id, resource_class, sum(used) AS n FROM held"
+    " GROUP BY provider_id, resource_class), "
+    "locked AS ("
+    " SELECT id FROM resource_providers WHERE id IN (SELECT provider_id FROM freed)"
+    " ORDER BY id FOR NO KEY UPDATE), "
+    "bumped AS ("
+    " UPDATE resource_providers SET generation = resource_providers.generation + 1"
+    " FROM locked WHERE resource_providers.id = locked.id"
+    " RETURNING resource_providers.id, resource_providers.generation), "
+    "given AS ("
+    " UPDATE inventories SET used = inventories.used - freed.n"
+    " FROM freed JOIN bumped ON bumped.id = freed.provider_id"
+    " WHERE inventories.provider_id = freed.provider_id"
+    " AND inventories.resource_class = freed.resource_class"
+    " RETURNING inventories.provider_id, inventories.resource_class, inventories.used), "
+    "forgotten AS (DELETE FROM consumers USING gone WHERE consumers.uuid = gone.uuid) "
+    "SELECT 'consumer', uuid, 0, generation FROM gone "
+    "UNION ALL SELECT 'provider', '', id, generation FROM bumped "
+    "UNION ALL SELECT 'inventory', resource_class, provider_id, used FROM given"
+).bindparams(bindparam("uuids", type_=ARRAY(String)))
