@@ -4,9 +4,10 @@ A claim for one consumer (`put`) and a release (`delete`) go through group
 commit (group_commit.py): those arriving together share one transaction,
 each with its own outcome. A batch (`put_many`, one net change for several
 consumers such as a migration's source and target) is a transaction of its
-own (group_commit.write_together). The writing itself, and why it is atomic and race-safe across
-replicas, is allocation_writes.py. Once committed, a write's generations and
-usage go to this replica's capacity index.
+own (group_commit.write_together). The writing itself, and why it is
+atomic and race-safe across replicas, is allocation_writes.py (and, for
+the commonest batches on PostgreSQL, one_statement.py). Once committed, a
+write's generations and usage go to this replica's capacity index.
 """
 
 from __future__ import annotations

@@ -24,12 +24,13 @@ provider, or a deadlock against another replica), that transaction rolls
 back and the claims are written again one by one in a second transaction,
 each in a savepoint of its own: a refused claim fails alone and the others
 land in the same commit. Contention is rare with many hosts, so the common
-batch costs one transaction and no savepoints. On PostgreSQL a batch of
-claims for new consumers, or of releases, is first tried as one statement
-(one_statement.py); if it falls short, that transaction rolls back and the
-batch goes on as above. If the second transaction
+batch costs one transaction and no savepoints. If the second transaction
 fails as a whole (the database is gone), every claim of the batch gets that
 error, retryable as before.
+
+On PostgreSQL a batch of claims for new consumers, or of releases, is
+first tried as one statement (one_statement.py); if it falls short, that
+transaction rolls back and the batch goes on as above.
 """
 
 from __future__ import annotations
