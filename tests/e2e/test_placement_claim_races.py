@@ -59,6 +59,28 @@ def test_last_units_go_to_exactly_as_many_claims_as_fit(mesh, replicas):
             assert placement.held(consumer) == expected
 
 
+def test_last_units_of_many_providers_each_go_to_exactly_one_claim(mesh, replicas):
+    """Every claim on a provider of its own within a batch: on PostgreSQL the
+    batches take group commit's one-statement path (one_statement.py), and
+    the two replicas' statements meet on the same rows."""
+    with mesh.channel("placement") as channel:
+        placement = Placement(channel)
+        providers = [placement.provider(VCPU=1) for _ in range(CLAIMERS // 4)]
+        outcomes = _race(replicas, lambda i: {providers[i % len(providers)].uuid: {"VCPU": 1}})
+        winners = [c for c, outcome in outcomes.items() if outcome == "won"]
+        assert len(winners) == len(providers), outcomes
+        assert set(outcomes.values()) <= {"won", "placement.insufficient_capacity"}
+        holders = {}
+        for consumer, outcome in outcomes.items():
+            held = placement.held(consumer)
+            assert (held != {}) == (outcome == "won")
+            for provider_uuid in held:
+                assert provider_uuid not in holders, "two claims hold the last unit"
+                holders[provider_uuid] = consumer
+        for rp in providers:
+            assert placement.usages(rp.uuid) == {"VCPU": 1}
+
+
 def test_claims_spanning_providers_are_all_or_nothing_under_contention(mesh, replicas):
     with mesh.channel("placement") as channel:
         placement = Placement(channel)
