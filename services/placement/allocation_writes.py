@@ -294,11 +294,16 @@ _BUMP_PROVIDERS = text(
 ).bindparams(bindparam("uuids", expanding=True), bindparam("ids", expanding=True))
 
 
-_NEW_CONSUMERS_PG = text(
+# New consumers at generation 1 from arrays :uuids, :projects, :users; the
+# uuids of those that were not there (one_statement.py uses it too).
+NEW_CONSUMERS_PG_SQL = (
     "INSERT INTO consumers (uuid, project_id, user_id, generation) "
     "SELECT u, p, s, 1 FROM unnest(:uuids, :projects, :users) AS t(u, p, s) "
     "ON CONFLICT DO NOTHING RETURNING uuid"
-).bindparams(*(bindparam(n, type_=ARRAY(String)) for n in ("uuids", "projects", "users")))
+)
+_NEW_CONSUMERS_PG = text(NEW_CONSUMERS_PG_SQL).bindparams(
+    *(bindparam(n, type_=ARRAY(String)) for n in ("uuids", "projects", "users"))
+)
 
 
 def _insert_new_consumers(conn: Connection, new: list[PutAllocations]) -> set[str]:

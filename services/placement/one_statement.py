@@ -31,7 +31,7 @@ from collections.abc import Callable
 from sqlalchemy import ARRAY, Integer, String, bindparam, text
 from sqlalchemy.engine import Connection
 
-from services.placement.allocation_writes import Written
+from services.placement.allocation_writes import NEW_CONSUMERS_PG_SQL, Written
 from services.placement.consumers import ConsumerAllocations, PutAllocations, Release
 from services.placement.resources import fits_sql
 
@@ -118,10 +118,7 @@ def write_new_claims(
 _CLAIM_NEW = text(
     "WITH asked(consumer, provider, resource_class, n) AS ("
     " SELECT * FROM unnest(:a_consumers, :a_providers, :a_classes, :a_amounts)), "
-    "new AS ("
-    " INSERT INTO consumers (uuid, project_id, user_id, generation)"
-    " SELECT u, p, s, 1 FROM unnest(:uuids, :projects, :users) AS t(u, p, s)"
-    " ON CONFLICT DO NOTHING RETURNING uuid), "
+    f"new AS ({NEW_CONSUMERS_PG_SQL}), "
     "locked AS ("
     " SELECT id FROM resource_providers WHERE uuid IN"
     " (SELECT asked.provider FROM asked JOIN new ON new.uuid = asked.consumer)"
