@@ -307,6 +307,19 @@ class Database:
             # next writer of this process starts.
             return await asyncio.shield(done)
 
+    async def run_alone(
+        self, write: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`write(conn, *args, **kwargs)` with each statement its own
+        transaction (autocommit): no BEGIN or COMMIT round trips, for a write
+        that is one statement, all or nothing by itself. Not for SQLite,
+        whose writers queue in run_write; errors translated as write()'s."""
+        if self.engine.dialect.name == "sqlite":
+            raise ValueError("run_alone is for a server database; SQLite writes in run_write")
+        async with _translated_errors(), self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return await conn.run_sync(write, *args, **kwargs)
+
     async def run_read(
         self, read: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:

@@ -29,8 +29,8 @@ fails as a whole (the database is gone), every claim of the batch gets that
 error, retryable as before.
 
 On PostgreSQL a batch of claims for new consumers, or of releases, is
-first tried as one statement (one_statement.py); if it falls short, that
-transaction rolls back and the batch goes on as above.
+first tried as one statement in autocommit (one_statement.py); if it falls
+short, it keeps nothing and the batch goes on as above.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class GroupCommit:
         except StratusError:
             if len(requests) == 1:
                 raise  # its own outcome
-        return await _transaction(self._db, self._index, requests, _one_by_one)
+        return await _written(self._db.run_write, self._index, requests, _one_by_one)
 
 
 async def write_together(
@@ -84,15 +84,17 @@ async def write_together(
     writer = one_statement_writer(db.engine.dialect.name, requests)
     if writer is not None:
         try:
-            return await _transaction(db, index, requests, writer)
+            return await _written(db.run_alone, index, requests, writer)
         except FellShort:
             pass  # written again by write_all, which says what was refused
-    return await _transaction(db, index, requests, write_all)
+    return await _written(db.run_write, index, requests, write_all)
 
 
-async def _transaction(db: Database, index: ProviderIndex, requests: list[Write], write):
+async def _written(run, index: ProviderIndex, requests: list[Write], write):
+    """`write` run by `run` (Database.run_write or run_alone); what it wrote
+    goes to the index once it is committed."""
     written = Written()
-    outcomes = await db.run_write(write, requests, written)
+    outcomes = await run(write, requests, written)
     written.apply_to(index)
     return outcomes
 

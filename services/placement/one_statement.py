@@ -17,11 +17,15 @@ another transaction changed after this statement's snapshot is re-read
 once its lock is granted, and the condition is checked on what was
 committed, so a claim can no more over-commit here than in write_all.
 
-The statements do not explain refusals. If anything falls short (a
-consumer that exists already, an unknown provider, an amount that does
-not fit, a release at a stale generation) the writer raises FellShort; the
-caller's transaction rolls back and the caller writes the batch again
-with write_all, which says why.
+Each statement runs alone, in autocommit (Database.run_alone): no BEGIN
+and COMMIT round trips, since one statement is all or nothing by itself.
+So the statements check themselves. They do not explain refusals: if
+anything falls short (a consumer that exists already, an unknown
+provider, an amount that does not fit, a release at a stale generation)
+the statement's last row fails it with an invalid integer, nothing it did
+is kept, and the writer raises FellShort; the caller writes the batch
+again with write_all, which says why. PostgreSQL logs each such failure as
+an ERROR quoting _FELL_SHORT: expected under contention, not a fault.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections.abc import Callable
 
 from sqlalchemy import ARRAY, Integer, String, bindparam, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from services.placement.allocation_writes import NEW_CONSUMERS_PG_SQL, Written
 from services.placement.consumers import ConsumerAllocations, PutAllocations, Release
@@ -76,10 +81,8 @@ def write_new_claims(
         for provider_uuid, resources in r.allocations.items()
         for resource_class, amount in resources.items()
     ]
-    created: set[str] = set()
-    ids: dict[str, int] = {}
-    taken: set[tuple[int, str]] = set()
-    for kind, name, number, value in conn.execute(
+    for kind, name, number, value in _execute(
+        conn,
         _CLAIM_NEW,
         {
             "uuids": [r.consumer_uuid for r in requests],
@@ -91,23 +94,35 @@ def write_new_claims(
             "a_amounts": [row[3] for row in rows],
         },
     ):
-        if kind == "consumer":
-            created.add(name)
-        elif kind == "provider":
-            ids[name] = number
+        if kind == "provider":
             written.generations[number] = value
-        else:
-            taken.add((number, name))
+        elif kind == "inventory":
             written.took(number, name, value)
-    if len(created) < len(requests) or any(
-        (ids.get(provider_uuid), resource_class) not in taken
-        for _, provider_uuid, resource_class, _ in rows
-    ):
-        raise FellShort
     return [
         ConsumerAllocations(r.consumer_uuid, 1, r.project_id, r.user_id, r.allocations)
         for r in requests
     ]
+
+
+def _fails_unless(condition: str) -> str:
+    """SQL that is 0 if condition holds and otherwise fails the statement, so
+    that in autocommit nothing it did is kept. (A CASE on data, not on
+    constants: PostgreSQL folds constant expressions while planning.)"""
+    return f"CAST(CASE WHEN {condition} THEN '0' ELSE '{_FELL_SHORT}' END AS integer)"
+
+
+_FELL_SHORT = "stratus placement: batch goes the exact way (expected, not a fault)"
+_INVALID_TEXT_REPRESENTATION = "22P02"
+
+
+def _execute(conn: Connection, statement, parameters: dict):
+    """The statement's rows; FellShort if its check failed it."""
+    try:
+        return conn.execute(statement, parameters).all()
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _INVALID_TEXT_REPRESENTATION:
+            raise FellShort from exc
+        raise
 
 
 # Each CTE reads the ones before it, which orders the work: consumers, then
@@ -140,9 +155,14 @@ _CLAIM_NEW = text(
     "held AS ("
     " INSERT INTO allocations (consumer_uuid, provider_id, resource_class, used)"
     " SELECT consumer, provider_id, resource_class, n FROM wanted) "
-    "SELECT 'consumer', uuid, 0, 0 FROM new "
-    "UNION ALL SELECT 'provider', uuid, id, generation FROM bumped "
-    "UNION ALL SELECT 'inventory', resource_class, provider_id, used FROM taken"
+    "SELECT 'provider', uuid, id, generation FROM bumped "
+    "UNION ALL SELECT 'inventory', resource_class, provider_id, used FROM taken "
+    "UNION ALL SELECT 'check', '', "
+    + _fails_unless(
+        "(SELECT count(*) FROM new) = cardinality(:uuids)"
+        " AND (SELECT count(*) FROM taken) = (SELECT count(*) FROM asked)"
+    )
+    + ", 0"
 ).bindparams(
     *(
         bindparam(name, type_=ARRAY(String))
@@ -157,23 +177,18 @@ def write_releases(
 ) -> list[ConsumerAllocations]:
     """Give back all that each consumer holds and forget it, or raise
     FellShort. A consumer already gone has nothing left to give back."""
-    current: dict[str, int] = {}
-    for kind, name, number, value in conn.execute(
-        _RELEASE, {"uuids": [r.consumer_uuid for r in requests]}
+    for kind, name, number, value in _execute(
+        conn,
+        _RELEASE,
+        {
+            "uuids": [r.consumer_uuid for r in requests],
+            "generations": [r.generation for r in requests],
+        },
     ):
-        if kind == "consumer":
-            current[name] = value
-        elif kind == "provider":
+        if kind == "provider":
             written.generations[number] = value
-        else:
+        elif kind == "inventory":
             written.took(number, name, value)
-    if any(
-        r.generation is not None
-        and r.consumer_uuid in current
-        and current[r.consumer_uuid] != r.generation
-        for r in requests
-    ):
-        raise FellShort  # write_all names the stale generation
     return [ConsumerAllocations(r.consumer_uuid) for r in requests]
 
 
@@ -205,7 +220,15 @@ _RELEASE = text(
     " AND inventories.resource_class = freed.resource_class"
     " RETURNING inventories.provider_id, inventories.resource_class, inventories.used), "
     "forgotten AS (DELETE FROM consumers USING gone WHERE consumers.uuid = gone.uuid) "
-    "SELECT 'consumer', uuid, 0, generation FROM gone "
-    "UNION ALL SELECT 'provider', '', id, generation FROM bumped "
-    "UNION ALL SELECT 'inventory', resource_class, provider_id, used FROM given"
-).bindparams(bindparam("uuids", type_=ARRAY(String)))
+    "SELECT 'provider', '', id, generation FROM bumped "
+    "UNION ALL SELECT 'inventory', resource_class, provider_id, used FROM given "
+    "UNION ALL SELECT 'check', '', "
+    # A release at a stale generation is left to write_all, which names it.
+    + _fails_unless(
+        "NOT EXISTS (SELECT FROM gone JOIN unnest(:uuids, :generations) AS asked(uuid, generation)"
+        " ON asked.uuid = gone.uuid WHERE asked.generation <> gone.generation)"
+    )
+    + ", 0"
+).bindparams(
+    bindparam("uuids", type_=ARRAY(String)), bindparam("generations", type_=ARRAY(Integer))
+)
