@@ -26,12 +26,14 @@ before a transition, which then does not apply, or after it.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import ARRAY, JSON, String, Text, bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from services.api_gateway.models import ServerActionRow, ServerRow
@@ -108,10 +110,17 @@ def _move(conn: Connection, transitions: list[Transition]) -> list[bool]:
             closes.append(
                 {"c_id": t.server_id, "c_action": action, "c_result": result, "c_message": message}
             )
+    postgresql = conn.dialect.name == "postgresql"
     for names, params in by_fields.items():
-        conn.execute(_update_statement(names, at), params)
+        if postgresql:
+            conn.execute(_update_from_arrays(names), _columns_of("v_", names, params, at))
+        else:
+            conn.execute(_update_statement(names, at), params)
     if closes:
-        conn.execute(_close_statement(at), closes)
+        if postgresql:
+            conn.execute(_CLOSE_FROM_ARRAYS, _columns_of("c_", _CLOSE_NAMES, closes, at))
+        else:
+            conn.execute(_close_statement(at), closes)
     return moved
 
 
@@ -196,6 +205,64 @@ def _close_statement(at: datetime):
         )
         .values(result=bindparam("c_result"), message=bindparam("c_message"), finish_time=at)
     )
+
+
+# On PostgreSQL a batch of moves updates its rows in one execution per
+# statement, from arrays (one per column) joined by unnest, instead of one
+# execution per row: SQLAlchemy's executemany sends a Bind and an Execute per
+# row and PostgreSQL runs the plan once for each.
+
+
+def _columns_of(prefix: str, names: tuple[str, ...], params: list[dict], at: datetime) -> dict:
+    """Per-row parameters as one array per column (JSON as its text), plus the
+    batch's time."""
+    columns: dict[str, Any] = {"at": at, "ids": [p[f"{prefix}id"] for p in params]}
+    for name in names:
+        values = [p[f"{prefix}{name}"] for p in params]
+        columns[f"{prefix}{name}"] = [json.dumps(v) for v in values] if name in _JSON else values
+    return columns
+
+
+_JSON = frozenset(n for n, c in SERVER_COLUMNS.items() if isinstance(_servers.c[c].type, JSON))
+
+
+@functools.cache
+def _update_from_arrays(names: tuple[str, ...]):
+    """As _update_statement, from one array per field: JSON goes as text and
+    is cast back."""
+    columns = {name: f'"{SERVER_COLUMNS[name]}"' for name in names}
+    sets = ", ".join(
+        f"{c} = CAST(v.{c} AS json)" if name in _JSON else f"{c} = v.{c}"
+        for name, c in columns.items()
+    )
+    return text(
+        f"UPDATE {_servers.name} SET updated_at = :at, {sets} "
+        f"FROM unnest(:ids, {', '.join(f':v_{name}' for name in names)}) "
+        f"AS v(id, {', '.join(columns.values())}) WHERE {_servers.name}.id = v.id"
+    ).bindparams(
+        bindparam("at", type_=_servers.c.updated_at.type),
+        bindparam("ids", type_=ARRAY(String)),
+        *(
+            bindparam(
+                f"v_{name}",
+                type_=ARRAY(Text if name in _JSON else _servers.c[SERVER_COLUMNS[name]].type),
+            )
+            for name in names
+        ),
+    )
+
+
+_CLOSE_NAMES = ("action", "result", "message")
+# As _close_statement, from arrays.
+_CLOSE_FROM_ARRAYS = text(
+    f"UPDATE {_actions.name} SET result = v.result, message = v.message, finish_time = :at "
+    "FROM unnest(:ids, :c_action, :c_result, :c_message) AS v(server_id, action, result, message) "
+    f"WHERE {_actions.name}.server_id = v.server_id AND {_actions.name}.action = v.action "
+    f"AND {_actions.name}.result = 'in-progress'"
+).bindparams(
+    bindparam("at", type_=_actions.c.finish_time.type),
+    *(bindparam(n, type_=ARRAY(String)) for n in ("ids", "c_action", "c_result", "c_message")),
+)
 
 
 class RecordWriter:
