@@ -174,6 +174,8 @@ class ApiGatewayApp:
         ]
 
     async def serving(self) -> None:
+        assert self.db is not None
+        self.db.keep_statistics()
         await self.leadership.start()
         self._reconciling = asyncio.create_task(self.reconciler.run(self._stop), name="reconciler")
 

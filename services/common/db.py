@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from services.common.errors import Conflict, Unavailable
+from services.common.table_stats import TableStatistics
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -90,7 +91,38 @@ def create_engine(url: str) -> AsyncEngine:
         return engine
     engine = create_async_engine(url, pool_size=10, max_overflow=20)
     _ping_when_idle(engine.sync_engine)
+    _plan_for_cached_pages(engine.sync_engine)
     return engine
+
+
+# PostgreSQL's default random_page_cost (4) prices a page read by index as four
+# sequential ones, as on a spinning disk. Stratus's tables are small and stay
+# in cache, where both cost the same; at the default, the planner chose
+# sequential scans of every table for a batch of 34 releases (a placement
+# statement at 10,000 providers: 17 ms against 4.5 ms with index scans, both
+# with statistics). A value the server's configuration (file, database or
+# role) sets is kept.
+RANDOM_PAGE_COST = 1.1
+
+
+def _plan_for_cached_pages(engine: sqlalchemy.Engine) -> None:
+    # Whether the server sets random_page_cost is asked once per engine
+    # (pg_settings costs about a millisecond); each new session then sets it.
+    configured: list[bool] = []
+
+    async def tune(conn) -> None:  # the asyncpg connection, outside any transaction
+        if not configured:
+            source = await conn.fetchval(
+                "SELECT source FROM pg_settings WHERE name = 'random_page_cost'"
+            )
+            configured.append(source != "default")
+        if not configured[0]:
+            await conn.execute(f"SET random_page_cost = {RANDOM_PAGE_COST}")
+
+    def connected(dbapi_connection, _record) -> None:
+        dbapi_connection.run_async(tune)
+
+    event.listen(engine, "connect", connected)
 
 
 # A pooled connection unused for this long is pinged before it is handed
@@ -245,6 +277,7 @@ class Database:
         # processes on one SQLite file still meet in the busy handler.)
         self._writers = asyncio.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
 
+        self._statistics = TableStatistics(self.engine)
         # SQLite's writer and reader threads, made on first use (run_write, run_read).
         self._sqlite_threads: dict[str, tuple[sqlalchemy.Engine, ThreadPoolExecutor]] = {}
 
@@ -370,7 +403,13 @@ class Database:
         async with _translated_errors(), self.engine.connect() as conn, conn.begin():
             yield conn
 
+    def keep_statistics(self) -> None:
+        """Analyze this database's tables as autovacuum would, where it is off
+        (table_stats.py); until close()."""
+        self._statistics.start()
+
     async def close(self) -> None:
+        await self._statistics.stop()
         for engine, threads in self._sqlite_threads.values():
             await asyncio.get_running_loop().run_in_executor(threads, engine.dispose)
             threads.shutdown()

@@ -79,8 +79,9 @@ class PlacementApp:
 
     async def serving(self) -> None:
         # Other replicas' writes reach this replica's index from now on.
-        assert self.index is not None
+        assert self.index is not None and self.db is not None
         self.index.start_refreshing()
+        self.db.keep_statistics()
 
     async def stop(self) -> None:
         if self.index is not None:

@@ -43,7 +43,8 @@ class QuotaApp:
         return [s.full_name for s in SERVICES] + ["envoy.service.ext_proc.v3.ExternalProcessor"]
 
     async def serving(self) -> None:
-        pass
+        assert self.db is not None
+        self.db.keep_statistics()
 
     async def stop(self) -> None:
         if self.db is not None:
