@@ -1,9 +1,8 @@
 """Batches of new claims, and batches of releases, on PostgreSQL in one
 statement each.
 
-Why: the claims of a boot are nearly all for new consumers, on inventories
-no other claim of the batch touches, and a delete releases a consumer at
-any generation. allocation_writes.write_all writes a batch of claims in
+Why: the claims of a boot are nearly all for new consumers, and a delete
+releases a consumer at any generation. allocation_writes.write_all writes a batch of claims in
 four statements (consumers, provider generations, inventories,
 allocations) and a batch of releases in six, inside BEGIN and COMMIT, and
 with batches of a few claims most of a claim's cost was those round trips:
@@ -11,8 +10,10 @@ the Python around each statement, a write to PostgreSQL's socket and a
 wake-up of its backend. Here one statement of data-modifying CTEs does
 the same work in the same lock order as write_all: consumers first, then
 their providers, locked in order of id and bumped, then the inventories.
-A claim adds each amount by a conditional UPDATE that matches only while
-the amount fits (resources.fits_sql). Under READ COMMITTED a row that
+The amounts asked of one inventory are added up and taken by a conditional
+UPDATE that matches only while their sum has room and each of them is a
+unit the inventory hands out (resources.room_sql, unit_sql): if the sum
+fits, each claim fits in some order, as in write_all. Under READ COMMITTED a row that
 another transaction changed after this statement's snapshot is re-read
 once its lock is granted, and the condition is checked on what was
 committed, so a claim can no more over-commit here than in write_all.
@@ -38,7 +39,7 @@ from sqlalchemy.exc import DBAPIError
 
 from services.placement.allocation_writes import NEW_CONSUMERS_PG_SQL, Written
 from services.placement.consumers import ConsumerAllocations, PutAllocations, Release
-from services.placement.resources import fits_sql
+from services.placement.resources import room_sql, unit_sql
 
 
 class FellShort(Exception):
@@ -50,24 +51,16 @@ Writer = Callable[[Connection, list, Written], list[ConsumerAllocations]]
 
 def one_statement_writer(dialect: str, requests: list[PutAllocations | Release]) -> Writer | None:
     """The writer of this module for the batch, if one fits: on PostgreSQL,
-    releases only, or claims only, each for a new consumer and each
-    inventory asked for once in the batch (UPDATE ... FROM takes one amount
-    per row)."""
+    releases only, or claims only, each for a new consumer."""
     if dialect != "postgresql":
         return None
     if all(isinstance(r, Release) for r in requests):
         return write_releases
-    asked: set[tuple[str, str]] = set()
     for request in requests:
         if not isinstance(request, PutAllocations) or request.generation is not None:
             return None
         if not request.allocations:
             return None  # write_all forgets such a consumer rather than create it
-        for provider_uuid, resources in request.allocations.items():
-            for resource_class in resources:
-                if (provider_uuid, resource_class) in asked:
-                    return None
-                asked.add((provider_uuid, resource_class))
     return write_new_claims
 
 
@@ -146,11 +139,15 @@ _CLAIM_NEW = text(
     " SELECT bumped.id AS provider_id, asked.resource_class, asked.n, asked.consumer"
     " FROM asked JOIN new ON new.uuid = asked.consumer"
     " JOIN bumped ON bumped.uuid = asked.provider), "
+    "summed AS ("
+    " SELECT provider_id, resource_class, sum(n) AS n, array_agg(n) AS amounts FROM wanted"
+    " GROUP BY provider_id, resource_class), "
     "taken AS ("
-    " UPDATE inventories SET used = inventories.used + wanted.n FROM wanted"
-    " WHERE inventories.provider_id = wanted.provider_id"
-    " AND inventories.resource_class = wanted.resource_class"
-    f" AND {fits_sql('inventories', 'wanted.n')}"
+    " UPDATE inventories SET used = inventories.used + summed.n FROM summed"
+    " WHERE inventories.provider_id = summed.provider_id"
+    " AND inventories.resource_class = summed.resource_class"
+    f" AND {room_sql('inventories', 'summed.n')}"
+    f" AND (SELECT bool_and({unit_sql('inventories', 'u.n')}) FROM unnest(summed.amounts) AS u(n))"
     " RETURNING inventories.provider_id, inventories.resource_class, inventories.used), "
     "held AS ("
     " INSERT INTO allocations (consumer_uuid, provider_id, resource_class, used)"
@@ -160,7 +157,8 @@ _CLAIM_NEW = text(
     "UNION ALL SELECT 'check', '', "
     + _fails_unless(
         "(SELECT count(*) FROM new) = cardinality(:uuids)"
-        " AND (SELECT count(*) FROM taken) = (SELECT count(*) FROM asked)"
+        " AND (SELECT count(*) FROM taken)"
+        " = (SELECT count(*) FROM (SELECT DISTINCT provider, resource_class FROM asked) AS d)"
     )
     + ", 0"
 ).bindparams(

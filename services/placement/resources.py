@@ -56,9 +56,19 @@ def fits(table, amount: int) -> ColumnElement[bool]:
 def fits_sql(table: str, amount: str) -> str:
     """SQL text form of Inventory.fits, for `table`'s inventory columns and
     the SQL expression `amount`."""
+    return f"{room_sql(table, amount)} AND {unit_sql(table, amount)}"
+
+
+def room_sql(table: str, amount: str) -> str:
+    """The capacity half of fits_sql: `table`'s inventory has room for `amount` more."""
+    capacity = f"({table}.total - {table}.reserved) * {table}.allocation_ratio"
+    return f"{table}.used + {amount} <= {capacity}"
+
+
+def unit_sql(table: str, amount: str) -> str:
+    """The other half: `amount` is a unit `table`'s inventory hands out."""
     return (
-        f"{table}.used + {amount} <= ({table}.total - {table}.reserved) * {table}.allocation_ratio "
-        f"AND {table}.min_unit <= {amount} AND {table}.max_unit >= {amount} "
+        f"{table}.min_unit <= {amount} AND {table}.max_unit >= {amount} "
         f"AND {amount} % {table}.step_size = 0"
     )
 

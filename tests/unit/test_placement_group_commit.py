@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from services.common.db import Database
-from services.common.errors import Conflict, Unavailable
+from services.common.errors import Conflict, InvalidArgument, Unavailable
 from services.placement import group_commit
 from services.placement.allocations import Allocations, ConsumerAllocations, PutAllocations
 from services.placement.app import MIGRATIONS
@@ -124,6 +124,9 @@ async def test_a_database_lost_mid_batch_fails_every_claim_retryably(placement, 
         raise OperationalError("COMMIT", {}, ConnectionError("server closed the connection"))
 
     monkeypatch.setattr(group_commit, "write_all", lost_after_writing)
+    # The exact way, inside a transaction (a batch of new claims would go as
+    # one statement on PostgreSQL, in autocommit: it is kept or not as a whole).
+    monkeypatch.setattr(group_commit, "one_statement_writer", lambda dialect, requests: None)
     claims = [claim(provider) for _ in range(4)]
     outcomes = await asyncio.gather(*(allocations.put(c) for c in claims), return_exceptions=True)
     assert all(isinstance(o, Unavailable) for o in outcomes), outcomes
@@ -158,6 +161,49 @@ async def test_new_claims_on_distinct_inventories_take_one_statement(placement, 
         node = index.state.node(index.state.id_of(provider_uuid))
         assert node.inventories["VCPU"].used == 2
         assert node.generation == 2  # inventory set, then this claim
+
+
+async def test_new_claims_sharing_an_inventory_take_one_statement(placement, one_statement):
+    db, index = placement
+    allocations = Allocations(db, index.state)
+    shared, other = await host(db, index, 8), await host(db, index, 8)
+    claims = [claim(shared, vcpus=2), claim(shared, vcpus=3), claim(other), claim(shared)]
+    answers = await asyncio.gather(*(allocations.put(c) for c in claims))
+    assert [a.allocations for a in answers] == [c.allocations for c in claims]
+    assert one_statement == (["write_new_claims written"] if on_postgresql(db) else [])
+    for request in claims:
+        assert (await allocations.get(request.consumer_uuid)).allocations == request.allocations
+    for provider_uuid, used in ((shared, 6), (other, 1)):
+        node = index.state.node(index.state.id_of(provider_uuid))
+        assert node.inventories["VCPU"].used == used
+        assert node.generation == 2  # inventory set, then this batch
+
+
+@pytest.mark.parametrize("short_by", ["their sum", "a step", "a maximum"])
+async def test_claims_sharing_an_inventory_that_do_not_all_fit_fall_short(
+    placement, one_statement, short_by
+):
+    """Each claim alone fits; together (by their sum), or one of them (not a
+    unit the inventory hands out), do not. The statement keeps nothing and
+    write_all refuses exactly the claim that does not fit."""
+    db, index = placement
+    allocations = Allocations(db, index.state)
+    provider = await ResourceProviders(db, index).create(f"host-{uuid.uuid4().hex[:8]}")
+    inventory, amounts = {
+        "their sum": (Inventory("VCPU", 4), [2, 2, 1]),
+        "a step": (Inventory("VCPU", 8, step_size=2), [2, 4, 1]),
+        "a maximum": (Inventory("VCPU", 8, max_unit=2), [2, 1, 3]),
+    }[short_by]
+    await Inventories(db, index).replace_all(provider.uuid, 0, [inventory])
+    claims = [claim(provider.uuid, vcpus=n) for n in amounts]
+    outcomes = await asyncio.gather(*(allocations.put(c) for c in claims), return_exceptions=True)
+    assert one_statement[:1] == (["write_new_claims fell short"] if on_postgresql(db) else [])
+    *landed, refused = outcomes
+    assert [o.allocations for o in landed] == [c.allocations for c in claims[:2]]
+    assert isinstance(refused, Conflict | InvalidArgument), refused
+    assert (await allocations.get(claims[2].consumer_uuid)).allocations == {}
+    node = index.state.node(index.state.id_of(provider.uuid))
+    assert node.inventories["VCPU"].used == sum(amounts[:2])
 
 
 @pytest.mark.parametrize("short_by", ["no room", "no such provider", "a retry"])
