@@ -43,7 +43,7 @@ from services.placement.resources import room_sql, unit_sql
 
 
 class FellShort(Exception):
-    """Some claim needs write_all; roll back and write them all again there."""
+    """Some claim needs write_all: the statement kept nothing; write them all again there."""
 
 
 Writer = Callable[[Connection, list, Written], list[ConsumerAllocations]]
