@@ -213,6 +213,10 @@ def _close_statement(at: datetime):
 # row and PostgreSQL runs the plan once for each.
 
 
+# Server fields stored as JSON: sent as text and cast back.
+_JSON = frozenset(n for n, c in SERVER_COLUMNS.items() if isinstance(_servers.c[c].type, JSON))
+
+
 def _columns_of(prefix: str, names: tuple[str, ...], params: list[dict], at: datetime) -> dict:
     """Per-row parameters as one array per column (JSON as its text), plus the
     batch's time."""
@@ -221,9 +225,6 @@ def _columns_of(prefix: str, names: tuple[str, ...], params: list[dict], at: dat
         values = [p[f"{prefix}{name}"] for p in params]
         columns[f"{prefix}{name}"] = [json.dumps(v) for v in values] if name in _JSON else values
     return columns
-
-
-_JSON = frozenset(n for n, c in SERVER_COLUMNS.items() if isinstance(_servers.c[c].type, JSON))
 
 
 @functools.cache

@@ -64,18 +64,19 @@ class TableStatistics:
             return await conn.scalar(text("SELECT current_setting('autovacuum')")) == "on"
 
     async def _forever(self) -> None:
-        told = False
+        # autovacuum is a server setting: asked once, until an answer comes.
+        autovacuum: bool | None = None
         while True:
             try:
-                if await self.autovacuum_is_on():
-                    return
-                if not told:
+                if autovacuum is None:
+                    autovacuum = await self.autovacuum_is_on()
+                    if autovacuum:
+                        return
                     log.info(
                         "PostgreSQL's autovacuum is off: this service analyzes its own "
                         "tables where autovacuum would (checked every %.0f s)",
                         self._interval_s,
                     )
-                    told = True
                 await self.analyze_stale()
             except Exception:  # the database is down, or a table is not ours
                 log.warning("analyzing tables failed; trying again", exc_info=True)
