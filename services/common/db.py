@@ -17,8 +17,9 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import asyncpg
 import sqlalchemy
 from alembic import command
 from alembic.config import Config
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.elements import TextClause
 
 from services.common.errors import Conflict, Unavailable
 from services.common.table_stats import TableStatistics
@@ -238,6 +240,21 @@ def upsert_insert(conn: Connection | AsyncConnection, table):
 # PostgreSQL: deadlock detected, serialization failure. Both mean "a
 # concurrent transaction won"; the caller may retry.
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}
+# The session is gone: a connection exception (class 08), or the server
+# shutting down or not yet accepting connections (57P01-57P03).
+_LOST_SQLSTATES = ("08", "57P")
+
+
+def _unavailable(message: str = "the database is unavailable or busy") -> Unavailable:
+    return Unavailable(
+        f"{message}; nothing was changed, retry shortly", code="stratus.database_unavailable"
+    )
+
+
+def _lost_a_race() -> Conflict:
+    return Conflict(
+        "a concurrent change won; nothing was changed, retry", code="stratus.concurrent_update"
+    )
 
 
 @asynccontextmanager
@@ -247,21 +264,12 @@ async def _translated_errors() -> AsyncIterator[None]:
     try:
         yield
     except (TimeoutError, OperationalError, ConnectionError, OSError) as exc:
-        raise Unavailable(
-            "the database is unavailable or busy; nothing was changed, retry shortly",
-            code="stratus.database_unavailable",
-        ) from exc
+        raise _unavailable() from exc
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
-            raise Conflict(
-                "a concurrent change won; nothing was changed, retry",
-                code="stratus.concurrent_update",
-            ) from exc
+            raise _lost_a_race() from exc
         if exc.connection_invalidated:
-            raise Unavailable(
-                "the database connection was lost; nothing was changed, retry shortly",
-                code="stratus.database_unavailable",
-            ) from exc
+            raise _unavailable("the database connection was lost") from exc
         raise
 
 
@@ -278,6 +286,7 @@ class Database:
         self._writers = asyncio.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
 
         self._statistics = TableStatistics(self.engine)
+        self._compiled_statements: dict[int, tuple[TextClause, str, list[str]]] = {}
         # SQLite's writer and reader threads, made on first use (run_write, run_read).
         self._sqlite_threads: dict[str, tuple[sqlalchemy.Engine, ThreadPoolExecutor]] = {}
 
@@ -340,18 +349,62 @@ class Database:
             # next writer of this process starts.
             return await asyncio.shield(done)
 
-    async def run_alone(
-        self, write: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """`write(conn, *args, **kwargs)` with each statement its own
-        transaction (autocommit): no BEGIN or COMMIT round trips, for a write
-        that is one statement, all or nothing by itself. Not for SQLite,
-        whose writers queue in run_write; errors translated as write()'s."""
-        if self.engine.dialect.name == "sqlite":
-            raise ValueError("run_alone is for a server database; SQLite writes in run_write")
+    async def fetch_alone(self, statement: TextClause, parameters: dict[str, Any]) -> list:
+        """The rows of one statement run alone (autocommit: no BEGIN or COMMIT
+        round trips), for a write that is all or nothing by itself;
+        PostgreSQL only. Errors as write()'s, but for the statement's own
+        (asyncpg.PostgresError, with its sqlstate), which are raised as they are.
+
+        It runs straight on asyncpg, past SQLAlchemy's execution (a greenlet,
+        the cursor adapter, result rows): for placement's batch of claims,
+        about a tenth of placement's CPU per claim. The statement is compiled
+        once, its named parameters bound by position.
+        """
+        sql, names = self._compiled(statement)
+        arguments = [parameters[name] for name in names]
         async with _translated_errors(), self.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return await conn.run_sync(write, *args, **kwargs)
+            driver = (await conn.get_raw_connection()).driver_connection
+            try:
+                return await driver.fetch(sql, *arguments)
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate in _RETRYABLE_SQLSTATES:
+                    raise _lost_a_race() from exc
+                if not exc.sqlstate.startswith(_LOST_SQLSTATES):
+                    raise  # the session lives on
+                await self._forget_connections(conn)
+                raise _unavailable("the database connection was lost") from exc
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+            ) as exc:
+                if isinstance(exc, ValueError):
+                    raise  # an argument asyncpg could not encode: nothing was sent
+                # The session is closed, or in a state asyncpg does not know
+                # (closed by the server while idle in the pool).
+                await self._forget_connections(conn)
+                raise _unavailable("the database connection was lost") from exc
+
+    def _compiled(self, statement: TextClause) -> tuple[str, list[str]]:
+        # Keyed by identity: a clause's == builds SQL rather than comparing.
+        # Held with the statement, so an id is not reused while cached.
+        found = self._compiled_statements.get(id(statement))
+        if found is None:
+            compiled = statement.compile(dialect=self.engine.dialect)
+            found = self._compiled_statements[id(statement)] = (
+                statement,
+                str(compiled),
+                list(compiled.positiontup or ()),
+            )
+        return found[1], found[2]
+
+    async def _forget_connections(self, conn: AsyncConnection) -> None:
+        """A session was lost under fetch_alone, out of SQLAlchemy's sight:
+        drop it, and the pool's others (a restarted server lost them all),
+        as SQLAlchemy does when it sees a disconnect itself."""
+        await conn.invalidate()
+        await self.engine.dispose()
 
     async def run_read(
         self, read: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs

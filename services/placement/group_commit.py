@@ -35,6 +35,8 @@ short, it keeps nothing and the batch goes on as above.
 
 from __future__ import annotations
 
+from functools import partial
+
 from sqlalchemy.engine import Connection
 
 from services.common.batching import Batcher
@@ -73,7 +75,7 @@ class GroupCommit:
         except StratusError:
             if len(requests) == 1:
                 raise  # its own outcome
-        return await _written(self._db.run_write, self._index, requests, _one_by_one)
+        return await _written(self._index, requests, partial(self._db.run_write, _one_by_one))
 
 
 async def write_together(
@@ -84,17 +86,17 @@ async def write_together(
     writer = one_statement_writer(db.engine.dialect.name, requests)
     if writer is not None:
         try:
-            return await _written(db.run_alone, index, requests, writer)
+            return await _written(index, requests, partial(writer, db))
         except FellShort:
             pass  # written again by write_all, which says what was refused
-    return await _written(db.run_write, index, requests, write_all)
+    return await _written(index, requests, partial(db.run_write, write_all))
 
 
-async def _written(run, index: ProviderIndex, requests: list[Write], write):
-    """`write` run by `run` (Database.run_write or run_alone); what it wrote
-    goes to the index once it is committed."""
+async def _written(index: ProviderIndex, requests: list[Write], write):
+    """`await write(requests, written)`; what it wrote goes to the index once
+    it is committed."""
     written = Written()
-    outcomes = await run(write, requests, written)
+    outcomes = await write(requests, written)
     written.apply_to(index)
     return outcomes
 

@@ -18,7 +18,7 @@ another transaction changed after this statement's snapshot is re-read
 once its lock is granted, and the condition is checked on what was
 committed, so a claim can no more over-commit here than in write_all.
 
-Each statement runs alone, in autocommit (Database.run_alone): no BEGIN
+Each statement runs alone, in autocommit (Database.fetch_alone): no BEGIN
 and COMMIT round trips, since one statement is all or nothing by itself.
 So the statements check themselves. They do not explain refusals: if
 anything falls short (a consumer that exists already, an unknown
@@ -31,12 +31,12 @@ an ERROR quoting _FELL_SHORT: expected under contention, not a fault.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+import asyncpg
 from sqlalchemy import ARRAY, Integer, String, bindparam, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
+from services.common.db import Database
 from services.placement.allocation_writes import NEW_CONSUMERS_PG_SQL, Written
 from services.placement.consumers import ConsumerAllocations, PutAllocations, Release
 from services.placement.resources import room_sql, unit_sql
@@ -46,7 +46,7 @@ class FellShort(Exception):
     """Some claim needs write_all: the statement kept nothing; write them all again there."""
 
 
-Writer = Callable[[Connection, list, Written], list[ConsumerAllocations]]
+Writer = Callable[[Database, list, Written], Awaitable[list[ConsumerAllocations]]]
 
 
 def one_statement_writer(dialect: str, requests: list[PutAllocations | Release]) -> Writer | None:
@@ -64,8 +64,8 @@ def one_statement_writer(dialect: str, requests: list[PutAllocations | Release])
     return write_new_claims
 
 
-def write_new_claims(
-    conn: Connection, requests: list[PutAllocations], written: Written
+async def write_new_claims(
+    db: Database, requests: list[PutAllocations], written: Written
 ) -> list[ConsumerAllocations]:
     """Write every claim, or raise FellShort."""
     rows = [
@@ -74,8 +74,8 @@ def write_new_claims(
         for provider_uuid, resources in r.allocations.items()
         for resource_class, amount in resources.items()
     ]
-    for kind, name, number, value in _execute(
-        conn,
+    for kind, name, number, value in await _fetch(
+        db,
         _CLAIM_NEW,
         {
             "uuids": [r.consumer_uuid for r in requests],
@@ -108,12 +108,12 @@ _FELL_SHORT = "stratus placement: batch goes the exact way (expected, not a faul
 _INVALID_TEXT_REPRESENTATION = "22P02"
 
 
-def _execute(conn: Connection, statement, parameters: dict):
+async def _fetch(db: Database, statement, parameters: dict) -> list:
     """The statement's rows; FellShort if its check failed it."""
     try:
-        return conn.execute(statement, parameters).all()
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) == _INVALID_TEXT_REPRESENTATION:
+        return await db.fetch_alone(statement, parameters)
+    except asyncpg.PostgresError as exc:
+        if exc.sqlstate == _INVALID_TEXT_REPRESENTATION:
             raise FellShort from exc
         raise
 
@@ -170,13 +170,13 @@ _CLAIM_NEW = text(
 )
 
 
-def write_releases(
-    conn: Connection, requests: list[Release], written: Written
+async def write_releases(
+    db: Database, requests: list[Release], written: Written
 ) -> list[ConsumerAllocations]:
     """Give back all that each consumer holds and forget it, or raise
     FellShort. A consumer already gone has nothing left to give back."""
-    for kind, name, number, value in _execute(
-        conn,
+    for kind, name, number, value in await _fetch(
+        db,
         _RELEASE,
         {
             "uuids": [r.consumer_uuid for r in requests],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import asyncpg
 import pytest
 from sqlalchemy.exc import OperationalError
 
@@ -19,6 +20,7 @@ from services.placement.inventories import Inventories
 from services.placement.one_statement import FellShort
 from services.placement.providers import ResourceProviders
 from services.placement.resources import Inventory
+from tests.conftest import PG_ADMIN_URL
 
 
 @pytest.fixture
@@ -68,9 +70,9 @@ def one_statement(monkeypatch) -> list[str]:
         if writer is None:
             return None
 
-        def spy(conn, requests, written):
+        async def spy(db, requests, written):
             try:
-                answers = writer(conn, requests, written)
+                answers = await writer(db, requests, written)
             except FellShort:
                 ends.append(f"{writer.__name__} fell short")
                 raise
@@ -143,6 +145,59 @@ async def test_a_database_lost_mid_batch_fails_every_claim_retryably(placement, 
 
 def on_postgresql(db: Database) -> bool:
     return db.engine.dialect.name == "postgresql"
+
+
+@pytest.mark.parametrize("dropped", ["before the batch", "as the batch goes"])
+async def test_sessions_dropped_under_the_one_statement_lose_no_claim(
+    placement, one_statement, dropped
+):
+    """The database server drops every session placement holds in its pool
+    (a restart, an operator). The one statement meets a dead session; the
+    batch is written the exact way on new sessions, or, if the drop catches
+    that too, fails retryably. Either way each claim is held in full or not
+    at all, the index agrees, and the next batch is one statement again."""
+    db, index = placement
+    if not on_postgresql(db):
+        pytest.skip("the one statement is PostgreSQL's")
+    allocations = Allocations(db, index.state)
+    provider = await host(db, index, 16)
+    # Several pooled sessions, the claim statement prepared on one of them.
+    await asyncio.gather(*(allocations.put(claim(provider)) for _ in range(4)))
+    await asyncio.gather(*(allocations.get(str(uuid.uuid4())) for _ in range(6)))
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            db.engine.url.database,
+        )
+        for _ in range(500 if dropped == "before the batch" else 0):  # until gone, up to 5 s
+            gone = not await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", db.engine.url.database
+            )
+            if gone:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await admin.close()
+    claims = [claim(provider) for _ in range(4)]
+    outcomes = await asyncio.gather(*(allocations.put(c) for c in claims), return_exceptions=True)
+    landed = [
+        c for c, o in zip(claims, outcomes, strict=True) if isinstance(o, ConsumerAllocations)
+    ]
+    failed = [o for o in outcomes if not isinstance(o, ConsumerAllocations)]
+    assert all(isinstance(o, Unavailable) for o in failed), failed
+    if dropped == "before the batch":
+        assert not failed  # written the exact way, on new sessions
+    for request in claims:
+        held = (await allocations.get(request.consumer_uuid)).allocations
+        assert held == (request.allocations if request in landed else {})
+    used = 4 + len(landed)
+    assert index.state.node(index.state.id_of(provider)).inventories["VCPU"].used == used
+    one_statement.clear()
+    await asyncio.gather(*(allocations.put(claim(provider)) for _ in range(2)))
+    assert "write_new_claims written" in one_statement
+    assert index.state.node(index.state.id_of(provider)).inventories["VCPU"].used == used + 2
 
 
 async def test_new_claims_on_distinct_inventories_take_one_statement(placement, one_statement):
