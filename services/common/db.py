@@ -383,8 +383,8 @@ class Database:
                 asyncpg.InterfaceError,
                 asyncpg.InternalClientError,
             ) as exc:
-                if isinstance(exc, ValueError):
-                    raise  # an argument asyncpg could not encode: nothing was sent
+                if isinstance(exc, asyncpg.InterfaceError) and not driver.is_closed():
+                    raise  # a call asyncpg refused (its arguments, say): nothing was sent
                 # The session is closed, or in a state asyncpg does not know
                 # (closed by the server while idle in the pool).
                 await self._forget_connections(conn)
@@ -408,7 +408,7 @@ class Database:
 
         Why: PostgreSQL plans a prepared statement again on each execution
         while it guesses that a plan for the parameters at hand is cheaper.
-        For placement's one statements (seven CTEs each) that planning was
+        For placement's one statements (seven and eight CTEs) that planning was
         much of their cost: with a generic plan, PostgreSQL's CPU per release
         went from 0.27-0.29 to 0.17 ms and per claim from 0.25-0.28 to 0.23 ms
         (bench/placement's claims and releases in a 1-CPU cgroup). A cached
