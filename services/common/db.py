@@ -415,10 +415,12 @@ class Database:
         plan is made again when ANALYZE changes its tables' statistics. The
         service's other statements are left to PostgreSQL's choice."""
         if self._alone_engine is None:
+            # Small: placement writes one batch at a time, and the main pool
+            # already takes up to 30 of PostgreSQL's default 100 sessions.
             self._alone_engine = create_engine(
                 self._url,
-                pool_size=2,
-                max_overflow=8,
+                pool_size=1,
+                max_overflow=1,
                 connect_args={"server_settings": {"plan_cache_mode": "force_generic_plan"}},
             )
         return self._alone_engine
