@@ -11,10 +11,10 @@ name and put back as they were on exit):
   loop holds every other CPU, as a neighbour would. Leaving the other CPU
   idle instead understated the code here: placement's claims went from 703
   to 1,101-1,150/s when a busy loop took the idle CPU, and the CPU per claim
-  of every process fell by a third (README, Placement).
+  of the processes together fell by two fifths (README, Placement).
 * cgroup: CMD and PostgreSQL share one CPU's time per 10 ms period spread
   over all CPUs (the cgroup cpu controller's quota). The harsher of the two:
-  throttling raises every process's CPU per call by about a tenth.
+  throttling raised the CPU per claim of the processes together by 10-15%.
 
 The results CMD writes are the stand-in's, not a normal run's.
 """
