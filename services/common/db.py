@@ -290,7 +290,7 @@ class Database:
         self._writers = asyncio.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
 
         self._statistics = TableStatistics(self.engine)
-        self._compiled_statements: dict[int, tuple[TextClause, str, list[str]]] = {}
+        self._compiled_statements: dict[TextClause, tuple[str, list[str]]] = {}
         # SQLite's writer and reader threads, made on first use (run_write, run_read).
         self._sqlite_threads: dict[str, tuple[sqlalchemy.Engine, ThreadPoolExecutor]] = {}
 
@@ -391,17 +391,14 @@ class Database:
                 raise _unavailable("the database connection was lost") from exc
 
     def _compiled(self, statement: TextClause) -> tuple[str, list[str]]:
-        # Keyed by identity: a clause's == builds SQL rather than comparing.
-        # Held with the statement, so an id is not reused while cached.
-        found = self._compiled_statements.get(id(statement))
+        found = self._compiled_statements.get(statement)  # a text clause is equal only to itself
         if found is None:
             compiled = statement.compile(dialect=self.engine.dialect)
-            found = self._compiled_statements[id(statement)] = (
-                statement,
+            found = self._compiled_statements[statement] = (
                 str(compiled),
                 list(compiled.positiontup or ()),
             )
-        return found[1], found[2]
+        return found
 
     def _alone(self) -> AsyncEngine:
         """fetch_alone's sessions, which keep a generic plan of each statement.
